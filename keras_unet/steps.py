@@ -1,0 +1,88 @@
+"""The masked L1 loss and the Keras model class that trains on it.
+
+The network predicts a mask M in [0, 1]; the estimated vocals are M * X, and
+the loss is the mean of |M * X - Y| (X the mix magnitude, Y the vocals
+magnitude), as in Jansson et al. 2017.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def masked_l1_loss(mix, vocals, mask, frame_weights=None):
+    """Mean absolute error between mask * mix and vocals.
+
+    Args:
+        mix: float32 (batch, bins, frames), mix magnitude X.
+        vocals: float32 (batch, bins, frames), vocals magnitude Y.
+        mask: (batch, bins, frames) in [0, 1], the model's output.
+        frame_weights: optional float32 (batch, 1, frames) or any shape that
+            broadcasts to the others; 0 marks padding frames that must not
+            count. The mean is then taken over the weighted elements only.
+
+    Returns:
+        float32 scalar.
+    """
+    error = tf.abs(tf.cast(mask, tf.float32) * mix - vocals)
+    if frame_weights is None:
+        return tf.reduce_mean(error)
+    weights = tf.broadcast_to(tf.cast(frame_weights, tf.float32), tf.shape(error))
+    return tf.reduce_sum(weights * error) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_unet")
+class MaskModel(keras.Model):
+    """A functional Keras model (mix magnitude -> mask) trained on the masked L1.
+
+    `fit` and `evaluate` take batches of `(mix, vocals)` or
+    `(mix, vocals, frame_weights)`, shapes as in `masked_l1_loss`; `predict`
+    returns the mask. Compile it with an optimizer only (no `loss`).
+
+    Under a `tf.distribute` strategy each replica's loss is divided by the
+    number of replicas, so the summed gradients are those of the global-batch
+    mean.
+
+    Args:
+        run_config: optional dict of the `RunConfig` the model was built for;
+            it is part of `get_config`, so it travels inside `.keras` files.
+    """
+
+    def __init__(self, *args, run_config=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.run_config = run_config
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def get_config(self):
+        return {**super().get_config(), "run_config": self.run_config}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        run_config = config.pop("run_config", None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.run_config = run_config
+        return model
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def train_step(self, data):
+        mix, vocals, frame_weights = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            mask = self(mix, training=True)
+            loss = masked_l1_loss(mix, vocals, mask, frame_weights)
+            replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+            scaled_loss = self.optimizer.scale_loss(loss / replicas)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._track(loss, mix)
+
+    def test_step(self, data):
+        mix, vocals, frame_weights = keras.utils.unpack_x_y_sample_weight(data)
+        mask = self(mix, training=False)
+        return self._track(masked_l1_loss(mix, vocals, mask, frame_weights), mix)
+
+    def _track(self, loss, mix):
+        self.loss_tracker.update_state(loss, sample_weight=tf.shape(mix)[0])
+        return {"loss": self.loss_tracker.result()}

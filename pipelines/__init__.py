@@ -1,0 +1,1 @@
+"""Input side: audio files -> waveforms -> tf.data batches of spectrogram patches."""
