@@ -191,6 +191,7 @@ class TrainConfig:
         strategy: "auto", "mirrored" or "multiworker".
         precision: "auto", "float32" or "mixed_bfloat16".
         cpu: hide GPUs.
+        log_every_steps: TensorBoard training-loss period, in steps.
     """
 
     epochs: int = 20
@@ -202,6 +203,7 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str = "float32"
     cpu: bool = False
+    log_every_steps: int = 10
 
     def __post_init__(self):
         _require(self.epochs >= 1, f"`epochs` must be >= 1. Received: {self.epochs}")
@@ -211,6 +213,8 @@ class TrainConfig:
                  f"`learning_rate` must be positive. Received: {self.learning_rate}")
         _require(self.strategy in STRATEGIES,
                  f"`strategy` must be one of {STRATEGIES}. Received: {self.strategy!r}")
+        _require(self.log_every_steps >= 1,
+                 f"`log_every_steps` must be >= 1. Received: {self.log_every_steps}")
         _require(self.precision in PRECISIONS,
                  f"`precision` must be one of {PRECISIONS}. Received: {self.precision!r}")
 

@@ -1,0 +1,87 @@
+"""Command-line flags built from the config dataclasses, so they cannot drift.
+
+Each field of a dataclass becomes `--field-name` with the field's default,
+its type, and the help text of its `Args:` entry in the class docstring.
+Booleans take `--flag / --no-flag`. The parsed values go back through the
+dataclass, whose `__post_init__` validates them.
+"""
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+import typing
+
+
+def _argument_docs(cls) -> dict:
+    """{field name: help text} from the `Args:` section of a class docstring."""
+    doc = inspect.getdoc(cls) or ""
+    section = doc.split("Args:", 1)[-1] if "Args:" in doc else ""
+    docs, current = {}, None
+    for line in section.splitlines():
+        match = re.match(r"^    (\w+): (.*)$", line)
+        if match:
+            current = match.group(1)
+            docs[current] = match.group(2).strip()
+        elif current and line.startswith("        "):
+            docs[current] += " " + line.strip()
+    return docs
+
+
+def _field_type(field: dataclasses.Field):
+    kind = field.type if not isinstance(field.type, str) else eval(field.type, vars(typing))
+    arguments = [a for a in typing.get_args(kind) if a is not type(None)]
+    return arguments[0] if arguments else kind
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (then exit code 2)."""
+
+    def error(self, message):
+        fail(f"{self.prog}: {message}")
+
+
+def add_dataclass_flags(parser, cls, skip=(), renames=None, choices=None, defaults=None):
+    """Adds a flag per field of `cls`; returns the field names added.
+
+    Args:
+        parser: an argparse parser or argument group.
+        cls: a config dataclass.
+        skip: field names to leave out.
+        renames: {field name: flag name without dashes} for short aliases.
+        choices: {field name: allowed values}.
+        defaults: {field name: default overriding the dataclass's}.
+    """
+    renames, choices, defaults = renames or {}, choices or {}, defaults or {}
+    docs = _argument_docs(cls)
+    added = []
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        flag = "--" + renames.get(field.name, field.name).replace("_", "-")
+        default = defaults.get(field.name, field.default)
+        kind = _field_type(field)
+        help_text = f"{docs.get(field.name, '')} (default: {default})"
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, default=default, help=help_text,
+                                action=argparse.BooleanOptionalAction)
+        else:
+            parser.add_argument(flag, dest=field.name, default=default, type=kind,
+                                choices=choices.get(field.name), help=help_text,
+                                metavar=field.name.upper())
+        added.append(field.name)
+    return added
+
+
+def dataclass_from_args(cls, args: argparse.Namespace, **overrides):
+    """An instance of `cls` from the parsed flags named after its fields."""
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(cls)
+              if hasattr(args, field.name)}
+    return cls(**{**values, **overrides})
+
+
+def fail(message: str, code: int = 2) -> typing.NoReturn:
+    """Prints one line on stderr and exits: the CLIs' only way to report bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
