@@ -1,0 +1,247 @@
+"""A training run: devices, strategy, data, model, callbacks, fit, outputs.
+
+Outputs, under `config.train.save_dir`:
+    config.json                  the run's RunConfig
+    best_model.keras             lowest validation loss
+    final_model.keras            after the last epoch
+    checkpoint_epoch_5.keras     every 5 epochs
+    history.csv                  epoch, loss, val_loss, learning_rate
+    logs/YYYYMMDD_HHMMSS/        TensorBoard (train/ and validation/)
+    backup/                      BackupAndRestore state while a run is unfinished
+and the best model exported as a SavedModel to the export folder.
+
+Single machine (`auto`, `mirrored`) uses Keras `fit`. `multiworker` uses
+`MultiWorkerMirroredStrategy` with a `tf.function` that calls
+`strategy.run(model.train_step, ...)`, because Keras 3 `fit` fails under that
+strategy (keras-team/keras#20585); the callbacks run on the chief only.
+"""
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+
+import keras
+import tensorflow as tf
+
+from keras_unet import callbacks as unet_callbacks
+from keras_unet.config import RunConfig
+from keras_unet.export import export_saved_model, load_model, save_keras
+from keras_unet.model import build_model
+from keras_unet.precision import resolve_precision
+from keras_unet.steps import masked_l1_loss
+
+CHECKPOINT_EVERY_EPOCHS = 5
+BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
+MIRRORED_CPU_REPLICAS = 2
+
+
+class TrainingError(RuntimeError):
+    """Training stopped without a usable model (non-finite loss)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutputs:
+    """Where a finished run put its results."""
+
+    save_dir: str
+    log_dir: str
+    export_dir: str
+    history: list
+
+
+def configure_devices(config: RunConfig) -> None:
+    """Hides GPUs for `--cpu`, splits the CPU for a GPU-less `mirrored` run.
+
+    Must run before TensorFlow initialises its devices.
+    """
+    if config.train.cpu:
+        tf.config.set_visible_devices([], "GPU")
+    gpus = tf.config.list_physical_devices("GPU") if not config.train.cpu else []
+    if config.train.strategy == "mirrored" and not gpus:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * MIRRORED_CPU_REPLICAS)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for `--strategy`."""
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise TrainingError("--strategy multiworker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True except on the non-chief workers of a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def _run_name(config: RunConfig, stamp: str) -> str:
+    return f"{config.model.preset}_{stamp}"
+
+
+def _prepare_save_dir(config: RunConfig, resume: bool) -> str:
+    save_dir = config.train.save_dir
+    backup_dir = os.path.join(save_dir, "backup")
+    # BackupAndRestore writes its metadata after the weights: without it, the
+    # first backup never completed, and a resumed run starts from epoch 1.
+    if not resume or not os.path.isfile(os.path.join(backup_dir, BACKUP_METADATA)):
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    os.makedirs(save_dir, exist_ok=True)
+    with open(os.path.join(save_dir, "config.json"), "w") as file:
+        file.write(config.to_json())
+    return backup_dir
+
+
+def _best_val_loss(history: list) -> float:
+    losses = [row["val_loss"] for row in history if math.isfinite(row["val_loss"])]
+    return min(losses, default=math.inf)
+
+
+def _make_callbacks(config, backup_dir, log_dir, resume, example):
+    save_dir = config.train.save_dir
+    history_path = os.path.join(save_dir, "history.csv")
+    best = _best_val_loss(unet_callbacks.read_history(history_path)) if resume else math.inf
+    # Order matters: history and checkpoints are written before the backup, so
+    # a run killed in between repeats that epoch instead of skipping it.
+    backup = ([keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True)]
+              if config.train.strategy != "multiworker" else [])
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        unet_callbacks.HistoryWriter(history_path, resume=resume),
+        unet_callbacks.CheckpointWriter(save_dir, CHECKPOINT_EVERY_EPOCHS, best_val_loss=best),
+        *backup,
+        keras.callbacks.TensorBoard(log_dir, update_freq=config.train.log_every_steps),
+        unet_callbacks.SpectrogramSummaries(log_dir, example, config.stft),
+    ]
+
+
+def _build_compiled_model(config: RunConfig, strategy) -> keras.Model:
+    with strategy.scope():
+        model = build_model(config, dtype_policy=resolve_precision(config.train.precision))
+        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
+    return model
+
+
+def _steps_per_epoch(config: RunConfig) -> int:
+    return max(1, config.data.patches_per_epoch // config.train.batch_size)
+
+
+def fit_multiworker(model, strategy, config: RunConfig, train_tracks, validation_tracks,
+                    run_callbacks) -> None:
+    """Trains under MultiWorkerMirroredStrategy without Keras `fit`.
+
+    Each worker draws its own share of the epoch's patches (its own seed,
+    `patches_per_epoch / workers` patches, per-replica batches); gradients are
+    all-reduced by the strategy inside `model.train_step`. Every worker holds
+    the same weights, so each computes the validation loss locally, without
+    collectives. `run_callbacks` is empty on the non-chief workers.
+    """
+    from pipelines.datasets import make_train_dataset, make_validation_dataset
+
+    global_batch = config.train.batch_size
+
+    def worker_dataset(context: tf.distribute.InputContext):
+        share = dataclasses.replace(config.data, patches_per_epoch=max(
+            1, config.data.patches_per_epoch // context.num_input_pipelines))
+        return make_train_dataset(train_tracks, dataclasses.replace(config, data=share),
+                                  context.get_per_replica_batch_size(global_batch),
+                                  config.train.seed + context.input_pipeline_id)
+
+    train_data = strategy.distribute_datasets_from_function(worker_dataset)
+    validation_data = make_validation_dataset(validation_tracks, config, global_batch)
+
+    @tf.function
+    def train_step(iterator):
+        results = strategy.run(model.train_step, args=(next(iterator),))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, results["loss"], axis=None)
+
+    @tf.function
+    def validation_step(mix, vocals, frame_weights):
+        return masked_l1_loss(mix, vocals, model(mix, training=False), frame_weights)
+
+    steps = _steps_per_epoch(config)
+    callback_list = keras.callbacks.CallbackList(
+        run_callbacks, model=model, add_history=False, add_progbar=bool(run_callbacks),
+        verbose=1, epochs=config.train.epochs, steps=steps)
+    callback_list.on_train_begin()
+    for epoch in range(config.train.epochs):
+        callback_list.on_epoch_begin(epoch)
+        model.loss_tracker.reset_state()
+        iterator = iter(train_data)
+        for step in range(steps):
+            callback_list.on_train_batch_begin(step)
+            loss = float(train_step(iterator))
+            callback_list.on_train_batch_end(step, {"loss": loss})
+        losses = [(float(validation_step(*batch)), int(batch[0].shape[0]))
+                  for batch in validation_data]
+        val_loss = sum(l * n for l, n in losses) / max(1, sum(n for _, n in losses))
+        callback_list.on_epoch_end(epoch, {"loss": loss, "val_loss": val_loss})
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
+
+
+def train(config: RunConfig, resume: bool = False) -> RunOutputs:
+    """Trains the U-Net as configured and writes every output listed above.
+
+    Args:
+        config: the run's settings.
+        resume: continue an interrupted run from its last completed epoch.
+
+    Returns:
+        Where the outputs went, and the history rows.
+
+    Raises:
+        pipelines.sources.DataError: the data cannot be loaded.
+        TrainingError: the loss became non-finite.
+    """
+    keras.utils.set_random_seed(config.train.seed)
+    strategy = make_strategy(config.train.strategy)
+    chief = is_chief(strategy)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    save_dir = config.train.save_dir
+    backup_dir = _prepare_save_dir(config, resume) if chief else None
+    log_dir = os.path.join(save_dir, "logs", stamp)
+    export_dir = config.train.export_dir or os.path.join("saved_models", _run_name(config, stamp))
+
+    from pipelines.datasets import make_train_dataset, make_validation_dataset, validation_patch
+    from pipelines.sources import load_tracks
+
+    train_tracks, validation_tracks = load_tracks(config)
+    model = _build_compiled_model(config, strategy)
+    run_callbacks = (_make_callbacks(config, backup_dir, log_dir, resume,
+                                     validation_patch(validation_tracks, config))
+                     if chief else [])
+    if config.train.strategy == "multiworker":
+        fit_multiworker(model, strategy, config, train_tracks, validation_tracks, run_callbacks)
+    else:
+        model.fit(make_train_dataset(train_tracks, config, config.train.batch_size,
+                                     config.train.seed),
+                  validation_data=make_validation_dataset(validation_tracks, config,
+                                                          config.train.batch_size),
+                  epochs=config.train.epochs, callbacks=run_callbacks, shuffle=False, verbose=1)
+    if not chief:
+        return RunOutputs(save_dir, log_dir, export_dir, [])
+
+    history = unet_callbacks.read_history(os.path.join(save_dir, "history.csv"))
+    if not history or not math.isfinite(history[-1]["loss"]):
+        raise TrainingError("the training loss became NaN or infinite; training stopped. "
+                            f"The last good checkpoint is {save_dir}/best_model.keras")
+    save_keras(model, os.path.join(save_dir, "final_model.keras"))
+    export_saved_model(load_model(os.path.join(save_dir, "best_model.keras")), export_dir)
+    return RunOutputs(save_dir, log_dir, export_dir, history)

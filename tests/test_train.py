@@ -1,0 +1,164 @@
+"""train.py end to end on the bundled MUSDB clip, with small epochs."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train
+from keras_unet.callbacks import read_history
+from keras_unet.export import load_model
+from keras_unet.training import BACKUP_METADATA
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--batch-size", "4", "--patches-per-epoch", "8", "--log-every-steps", "1"]
+
+
+def _run(tmp_path, *flags, name="run"):
+    save_dir, export_dir = tmp_path / name, tmp_path / f"{name}_export"
+    argv = ["--save-dir", str(save_dir), "--export-dir", str(export_dir), *SMALL, *flags]
+    assert train.main(argv) == 0
+    return save_dir, export_dir
+
+
+def _summary_tags(folder):
+    tags = set()
+    for path in glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("train"), "--epochs", "5")
+
+
+def test_short_run_writes_every_output(short_run):
+    save_dir, export_dir = short_run
+    for name in ("best_model.keras", "final_model.keras", "checkpoint_epoch_5.keras",
+                 "history.csv", "config.json"):
+        assert (save_dir / name).is_file(), name
+    assert not (save_dir / "backup").exists(), "the backup is removed when a run completes"
+    assert (export_dir / "saved_model.pb").is_file()
+    history = read_history(str(save_dir / "history.csv"))
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(row["val_loss"]) for row in history)
+    assert [row["learning_rate"] for row in history] == pytest.approx([1e-3] * 5)
+    assert json.loads((save_dir / "config.json").read_text())["train"]["epochs"] == 5
+
+
+def test_validation_loss_falls_on_the_bundled_clip(short_run):
+    history = read_history(str(short_run[0] / "history.csv"))
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+
+
+def test_tensorboard_holds_losses_learning_rate_images_and_audio(short_run):
+    logs = glob.glob(str(short_run[0] / "logs" / "*"))
+    assert len(logs) == 1
+    tags = _summary_tags(logs[0])
+    assert {"epoch_loss", "batch_loss", "epoch_learning_rate"} <= tags
+    assert {"spectrogram/mix", "spectrogram/mask", "spectrogram/estimated_vocals",
+            "spectrogram/true_vocals", "estimated_vocals"} <= tags
+
+
+def test_exported_saved_model_reproduces_the_best_keras_model(short_run):
+    save_dir, export_dir = short_run
+    best = load_model(str(save_dir / "best_model.keras"))
+    batch = np.random.default_rng(0).random((2, 513, 128), np.float32)
+    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    output = list(served(tf.constant(batch)).values())[0].numpy()
+    np.testing.assert_allclose(output, best.predict(batch, verbose=0), atol=1e-5)
+
+
+def test_same_seed_gives_the_same_first_epoch(tmp_path):
+    first = _run(tmp_path, "--epochs", "1", "--seed", "7", name="a")[0]
+    second = _run(tmp_path, "--epochs", "1", "--seed", "7", name="b")[0]
+    losses = [read_history(str(folder / "history.csv"))[0] for folder in (first, second)]
+    assert losses[0]["loss"] == pytest.approx(losses[1]["loss"], rel=1e-6)
+    assert losses[0]["val_loss"] == pytest.approx(losses[1]["val_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "-1"], "`epochs` must be >= 1"),
+    (["--batch-size", "0"], "`batch_size` must be >= 1"),
+    (["--preset", "huge"], "invalid choice: 'huge'"),
+    (["--musdb-root", "/nonexistent/musdb"], "/nonexistent/musdb: no such directory"),
+])
+def test_bad_flags_exit_2_with_one_line(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(flags)
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2
+    assert message in error and len(error.splitlines()) == 1
+
+
+def test_resume_without_a_started_run_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--save-dir", str(tmp_path / "none"), "--resume", *SMALL])
+    assert exit_info.value.code == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def _train_process(save_dir, export_dir, *flags, env=None):
+    command = [sys.executable, os.path.join(REPO, "train.py"), "--save-dir", str(save_dir),
+               "--export-dir", str(export_dir), *SMALL, *flags]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_run_killed_after_its_first_epoch_resumes_without_repeating_epochs(tmp_path):
+    save_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    flags = ["--epochs", "3", "--patches-per-epoch", "24", "--seed", "3"]
+    process = _train_process(save_dir, export_dir, *flags)
+    history_path = str(save_dir / "history.csv")
+    deadline = time.time() + 240
+    while not (save_dir / "backup" / BACKUP_METADATA).is_file() and process.poll() is None:
+        assert time.time() < deadline, "the first epoch did not finish in time"
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the second epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 1 <= len(read_history(history_path)) < 3
+
+    resumed = _train_process(save_dir, export_dir, *flags, "--resume")
+    _, errors = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, errors
+    assert [row["epoch"] for row in read_history(history_path)] == [1, 2, 3]
+    assert (export_dir / "saved_model.pb").is_file()
+    final = keras.models.load_model(str(save_dir / "final_model.keras"))
+    assert int(final.optimizer.iterations.numpy()) == 3 * (24 // 4), "optimizer state restored"
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_train_one_epoch_with_chief_outputs_only(tmp_path):
+    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
+        processes.append(_train_process(tmp_path / f"run{index}", tmp_path / f"export{index}",
+                                        "--epochs", "1", "--strategy", "multiworker",
+                                        "--cpu", env=env))
+    for process in processes:
+        _, errors = process.communicate(timeout=400)
+        assert process.returncode == 0, errors
+    assert (tmp_path / "run0" / "best_model.keras").is_file()
+    assert (tmp_path / "export0" / "saved_model.pb").is_file()
+    assert not (tmp_path / "run1" / "best_model.keras").exists()
+    assert not (tmp_path / "export1").exists()
