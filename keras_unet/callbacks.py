@@ -148,7 +148,9 @@ class SpectrogramSummaries(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         mix, vocals = self.example["mix"], self.example["vocals"]
-        mask = np.asarray(self.model.predict_on_batch(mix[np.newaxis]))[0]
+        # A direct call, not predict(): it runs on this worker alone, with no
+        # collective op that the other workers of a multi-worker run would miss.
+        mask = keras.ops.convert_to_numpy(self.model(mix[np.newaxis], training=False))[0]
         frames = mix.shape[-1]
         waveform = np.asarray(self.example["mix_waveform"], np.float32)
         mix_spectrogram = transforms.stft(waveform, self.stft_config)[:, :frames]

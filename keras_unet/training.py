@@ -243,5 +243,6 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
         raise TrainingError("the training loss became NaN or infinite; training stopped. "
                             f"The last good checkpoint is {save_dir}/best_model.keras")
     save_keras(model, os.path.join(save_dir, "final_model.keras"))
-    export_saved_model(load_model(os.path.join(save_dir, "best_model.keras")), export_dir)
+    export_saved_model(load_model(os.path.join(save_dir, "best_model.keras")), export_dir,
+                       kind="both")
     return RunOutputs(save_dir, log_dir, export_dir, history)
