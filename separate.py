@@ -1,0 +1,269 @@
+"""Separate songs into vocals and accompaniment with a trained U-Net.
+
+    python separate.py song.mp3 other.flac -o separated/
+
+writes separated/<song>/vocals.wav and separated/<song>/accompaniment.wav at
+the input's own sample rate, channel count and length, full band
+(accompaniment = mix - vocals, so the two add up to the input). Any file
+soundfile or ffmpeg decodes, any rate, any length; long songs are processed
+in blocks, so memory does not grow with their length. --plot adds
+separation.png (spectrograms and the mask of an excerpt) beside them.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from keras_unet.cli import ArgumentParser, fail
+from keras_unet.config import PRECISIONS
+
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved_models",
+                             "default")
+FORMATS = ("wav16", "wav-float", "flac")
+PLOT_SECONDS = 20.0
+PLOT_NAME = "separation.png"
+TIMINGS_VARIABLE = "SEPARATE_TIMINGS"
+
+
+class InputError(Exception):
+    """One input cannot be separated; the message names it and why."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="IN", help="audio files to separate")
+    parser.add_argument("-o", "--output-dir", default="separated",
+                        help="folder of the results, one subfolder per input (default: separated)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="SavedModel folder or .keras file (default: saved_models/default)")
+    parser.add_argument("--format", choices=FORMATS, default="wav16",
+                        help="wav16 (16-bit WAV), wav-float (32-bit float WAV) or flac "
+                             "(24-bit) (default: wav16)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="model arithmetic; auto picks mixed_bfloat16 where the CPU "
+                             "has native bfloat16 (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="patches per model call (default: 8)")
+    parser.add_argument("--plot", action="store_true",
+                        help=f"also write {PLOT_NAME}: mix, mask and vocals spectrograms")
+    parser.add_argument("--reference", metavar="VOCALS_FILE",
+                        help="true vocals of the (single) input, added to the plot")
+    parser.add_argument("--timings", action="store_true",
+                        default=os.environ.get(TIMINGS_VARIABLE) == "1",
+                        help=argparse.SUPPRESS)
+    return parser
+
+
+def _output_paths(args, path: str) -> dict:
+    from pipelines.audio_io import OUTPUT_FORMATS
+
+    extension = OUTPUT_FORMATS[args.format][0]
+    folder = os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0])
+    return {"folder": folder,
+            "vocals": os.path.join(folder, f"vocals.{extension}"),
+            "accompaniment": os.path.join(folder, f"accompaniment.{extension}"),
+            "plot": os.path.join(folder, PLOT_NAME)}
+
+
+def _check_outputs(paths: dict, protected: set) -> None:
+    """Refuses outputs that would overwrite an input (InputError)."""
+    for key in ("vocals", "accompaniment", "plot"):
+        if os.path.realpath(paths[key]) in protected:
+            raise InputError(f"{paths[key]}: output would overwrite an input file")
+
+
+def separate_file(separator, path: str, paths: dict, output_format: str, timings: dict) -> None:
+    """Separates one file into paths["vocals"] and paths["accompaniment"], block by block."""
+    from pipelines.audio_io import AudioWriter, open_audio
+
+    began = time.perf_counter()
+    with open_audio(path) as reader:
+        timings["read_resample"] += time.perf_counter() - began
+        rate, channels = reader.sample_rate_hz, reader.n_channels
+        with AudioWriter(paths["vocals"], rate, channels, output_format) as vocals_file, \
+                AudioWriter(paths["accompaniment"], rate, channels,
+                            output_format) as accompaniment_file:
+            for _, mix, vocals in separator.separate_blocks(reader.read, reader.n_samples,
+                                                            channels, rate):
+                began = time.perf_counter()
+                vocals_file.write(vocals)
+                accompaniment_file.write(mix - vocals)
+                timings["writing"] += time.perf_counter() - began
+            began = time.perf_counter()
+            vocals_file.commit()
+            accompaniment_file.commit()
+            timings["writing"] += time.perf_counter() - began
+
+
+def _excerpt(samples, rate: int):
+    """The middle PLOT_SECONDS of a song: (start sample, stop sample)."""
+    length = min(len(samples), int(PLOT_SECONDS * rate))
+    start = (len(samples) - length) // 2
+    return start, start + length
+
+
+def write_plot(separator, path: str, plot_path: str, reference: str = None) -> None:
+    """PNG of the mix spectrogram, the mask, the vocals (and the true vocals) of an excerpt."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from pipelines.audio_io import AudioError, read_audio, resample
+
+    samples, rate = read_audio(path)
+    start, stop = _excerpt(samples, rate)
+    mask, spectrum, config = separator.full_band_mask(samples[start:stop], rate)
+    mix = np.abs(spectrum).mean(axis=0)  # (bins, frames), channel mean
+    rows = [("mix |X|", mix), ("mask M", mask.mean(axis=0)),
+            ("estimated vocals |M X|", np.abs(mask * spectrum).mean(axis=0))]
+    if reference is not None:
+        true_vocals, reference_rate = read_audio(reference)
+        true_vocals = resample(true_vocals, reference_rate, rate)[start:stop]
+        if len(true_vocals) == 0:
+            raise AudioError(f"{reference}: shorter than the excerpt of {path}")
+        _, true_spectrum, _ = separator.full_band_mask(true_vocals, rate)
+        rows.append(("true vocals |Y|", np.abs(true_spectrum).mean(axis=0)))
+
+    seconds = start / rate + np.arange(mix.shape[1] + 1) * config.hop_samples / rate
+    hertz = np.arange(config.n_bins + 1) * rate / config.n_fft  # bin edges
+    figure, axes = plt.subplots(len(rows), 1, figsize=(10, 2.6 * len(rows)), sharex=True,
+                                constrained_layout=True)
+    reference_level = max(float(mix.max()), 1e-8)
+    for axis, (title, values) in zip(axes, rows):
+        if title.startswith("mask"):
+            image = axis.pcolormesh(seconds, hertz[1:], values[1:], vmin=0.0, vmax=1.0,
+                                    cmap="magma", shading="flat")
+            figure.colorbar(image, ax=axis, label="mask")
+        else:
+            decibels = 20 * np.log10(np.maximum(values, 1e-8) / reference_level)
+            image = axis.pcolormesh(seconds, hertz[1:], decibels[1:], vmin=-80, vmax=0,
+                                    cmap="magma", shading="flat")
+            figure.colorbar(image, ax=axis, label="dB re mix peak")
+        axis.set_yscale("log")
+        axis.set_ylim(max(hertz[1], 20.0), rate / 2)
+        axis.set_ylabel("frequency (Hz)")
+        axis.set_title(title)
+    axes[-1].set_xlabel("time (s)")
+    figure.suptitle(f"{os.path.basename(path)}: seconds {start / rate:.1f}-{stop / rate:.1f}")
+    folder = os.path.dirname(os.path.abspath(plot_path))
+    temporary = os.path.join(folder, f".{os.path.basename(plot_path)}.part.png")
+    try:
+        figure.savefig(temporary, dpi=100)
+        os.replace(temporary, plot_path)
+    except OSError as error:
+        raise AudioError(f"{plot_path}: cannot write ({error.strerror})") from None
+    finally:
+        plt.close(figure)
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _process(separator, args, path: str, paths: dict, timings: dict) -> None:
+    created = not os.path.isdir(paths["folder"])
+    try:
+        os.makedirs(paths["folder"], exist_ok=True)
+        separate_file(separator, path, paths, args.format, timings)
+        if args.plot:
+            write_plot(separator, path, paths["plot"], args.reference)
+    except OSError as error:
+        raise InputError(f"{paths['folder']}: cannot write ({error.strerror})") from None
+    finally:
+        if created and os.path.isdir(paths["folder"]) and not os.listdir(paths["folder"]):
+            os.rmdir(paths["folder"])
+
+
+def _print_timings(timings: dict, n_files: int) -> None:
+    total = time.perf_counter() - timings.pop("process_start")
+    parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
+    print(f"timings ({n_files} file(s)): {parts}, total {total:.2f} s", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    process_start = time.perf_counter()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"argument --batch-size: must be >= 1, got {args.batch_size}")
+    if args.reference is not None and len(args.inputs) > 1:
+        parser.error("argument --reference: gives the vocals of one input; "
+                     f"received {len(args.inputs)} inputs")
+
+    from pipelines.audio_io import AudioError, check_readable
+
+    if not os.path.exists(args.model):
+        fail(f"--model {args.model}: no such model file or folder"
+             + (" (train one with train.py, or pass --model)" if args.model == DEFAULT_MODEL
+                else ""))
+    if args.reference is not None:
+        try:
+            check_readable(args.reference)
+        except AudioError as error:
+            fail(f"--reference {error}")
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as error:
+        fail(f"-o {args.output_dir}: cannot create the output folder ({error.strerror})")
+    if not os.access(args.output_dir, os.W_OK | os.X_OK):
+        fail(f"-o {args.output_dir}: output folder is not writable")
+
+    # Cheap checks first, so bad inputs are reported before TensorFlow loads.
+    failures, jobs, folders = 0, [], {}
+    protected = {os.path.realpath(path) for path in args.inputs + [args.reference] if path}
+    for path in args.inputs:
+        try:
+            check_readable(path)
+            paths = _output_paths(args, path)
+            _check_outputs(paths, protected)
+            if paths["folder"] in folders:
+                raise InputError(f"{path}: same output folder {paths['folder']} as "
+                                 f"{folders[paths['folder']]}; separate it in another run")
+            folders[paths["folder"]] = path
+            jobs.append((path, paths))
+        except (AudioError, InputError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            failures += 1
+    if not jobs:
+        return 2
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_unet.export import ModelFileError, load_model
+    from keras_unet.separator import Separator
+
+    try:
+        model = load_model(args.model)
+    except ModelFileError as error:
+        fail(f"--model {error}")
+    separator = Separator(model, precision=args.precision, batch_size=args.batch_size,
+                          progress=sys.stderr.isatty())
+    timings = {"startup_model_load": time.perf_counter() - process_start, "writing": 0.0}
+    timings.update(separator.timings)
+    separator.timings = timings  # the separator adds its stages to the same table
+
+    for path, paths in jobs:
+        try:
+            _process(separator, args, path, paths, timings)
+        except (AudioError, InputError, ValueError) as error:
+            message = str(error)
+            print(f"error: {message if path in message else f'{path}: {message}'}",
+                  file=sys.stderr)
+            failures += 1
+            continue
+        except Exception as error:  # one broken input must not stop the others
+            print(f"error: {path}: separation failed ({type(error).__name__}: "
+                  f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''})",
+                  file=sys.stderr)
+            failures += 1
+            continue
+        print(f"{path} -> {paths['folder']}")
+    if args.timings:
+        timings["process_start"] = process_start
+        _print_timings(timings, len(jobs))
+    return 2 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
