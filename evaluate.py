@@ -1,0 +1,103 @@
+"""Scores a model's separation with BSS Eval v4, beside the mixture and oracle baselines.
+
+    python evaluate.py [--model PATH]
+                       [--musdb-root DIR [--subset test] [--is-wav] | --tracks DIR]
+                       [-o OUTDIR] [--jobs N] [--oracle-full-rate]
+
+Each track is separated with the code of separate.py and scored (SDR, SIR,
+SAR, ISR of vocals and accompaniment; median over 1 s windows, then over
+tracks, as SiSEC 2018). With neither --musdb-root nor --tracks it scores the
+MUSDB18 clip that stempeg ships. Prints the table and writes
+OUTDIR/scores.json (every figure; its keys are documented in
+keras_unet/evaluation.py) and OUTDIR/sdr_boxplot.png.
+
+--tracks DIR: a folder of track folders, each with mixture.wav, vocals.wav
+and optionally accompaniment.wav (else mixture - vocals).
+"""
+
+import argparse
+import os
+import sys
+
+from keras_unet.cli import ArgumentParser, fail, import_tensorflow_quietly
+
+DEFAULT_MODEL = os.path.join("saved_models", "default")
+DEFAULT_OUTPUT = "evaluation"
+SCORES_FILE = "scores.json"
+PLOT_FILE = "sdr_boxplot.png"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="python evaluate.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"a .keras file or SavedModel folder (default: {DEFAULT_MODEL})")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--musdb-root", metavar="DIR", help="MUSDB18 root folder")
+    data.add_argument("--tracks", metavar="DIR", help="a folder of track folders")
+    parser.add_argument("--subset", default="test", choices=("train", "test"),
+                        help="MUSDB18 subset (default: test)")
+    parser.add_argument("--is-wav", action="store_true",
+                        help="--musdb-root holds MUSDB18-HQ (WAV folders)")
+    parser.add_argument("-o", "--output", metavar="OUTDIR", default=DEFAULT_OUTPUT,
+                        help=f"folder of the JSON and the plot (default: {DEFAULT_OUTPUT})")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes scoring tracks in parallel (default: 1)")
+    parser.add_argument("--oracle-full-rate", action="store_true",
+                        help="also score the ideal ratio mask at each track's own rate")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        fail(f"--jobs {args.jobs}: must be >= 1")
+    if (args.subset != "test" or args.is_wav) and args.musdb_root is None:
+        fail("--subset and --is-wav need --musdb-root")
+
+    from keras_unet import evaluation
+    from pipelines.audio_io import AudioError
+
+    try:
+        loaders = evaluation.track_loaders(tracks_dir=args.tracks, musdb_root=args.musdb_root,
+                                           subset=args.subset, is_wav=args.is_wav)
+    except evaluation.TrackError as error:
+        fail(str(error))
+    if not os.path.exists(args.model):  # answered before TensorFlow loads
+        fail(f"--model {args.model}: no such model file or folder "
+             "(train one with train.py, or pass --model)")
+    import_tensorflow_quietly()
+
+    from keras_unet.export import ModelFileError, load_model, run_config_of
+    from keras_unet.separator import Separator
+
+    try:
+        model = load_model(args.model)
+        os.makedirs(args.output, exist_ok=True)
+    except ModelFileError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"-o {args.output}: cannot create ({error.strerror})")
+
+    stft_config = run_config_of(model).stft
+    methods = evaluation.estimators(Separator(model), stft_config,
+                                    oracle_full_rate=args.oracle_full_rate)
+    try:
+        tracks = evaluation.evaluate_tracks(loaders, methods, jobs=args.jobs)
+    except (evaluation.TrackError, AudioError) as error:
+        fail(str(error))
+    document = evaluation.report(args.model, stft_config, tracks)
+    print(evaluation.format_table(document))
+    scores_path = os.path.join(args.output, SCORES_FILE)
+    plot_path = os.path.join(args.output, PLOT_FILE)
+    for path, write in ((scores_path, evaluation.write_json), (plot_path, evaluation.plot_sdr)):
+        try:
+            write(path, document)
+        except OSError as error:
+            fail(f"{path}: cannot write ({error.strerror or error})")
+    print(f"wrote {scores_path} and {plot_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

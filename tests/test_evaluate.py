@@ -1,0 +1,262 @@
+"""evaluate.py and keras_unet.evaluation: baselines with known scores, the report, bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile
+
+import evaluate
+from keras_unet import evaluation
+from keras_unet.config import ModelConfig, RunConfig, StftConfig
+
+TINY_RUN = RunConfig(stft=StftConfig(patch_frames=16),
+                     model=ModelConfig(depth=2, base_channels=4))
+
+
+def _band_noise(rng, n_samples, channels, rate, low_hz, high_hz):
+    """Unit-variance noise with energy only in [low_hz, high_hz]. (samples, channels)."""
+    spectrum = np.fft.rfft(rng.standard_normal((n_samples, channels)), axis=0)
+    hertz = np.fft.rfftfreq(n_samples, 1 / rate)
+    spectrum[(hertz < low_hz) | (hertz > high_hz)] = 0
+    noise = np.fft.irfft(spectrum, n_samples, axis=0)
+    return noise / noise.std()
+
+
+def disjoint_track(rate=16000, seconds=2.0, seed=0, channels=2) -> evaluation.Track:
+    """Vocals below 1 kHz (harmonics and noise, 2 Hz tremolo), accompaniment in 2-3.5 kHz.
+
+    Each source also gets independent white noise 60 dB below it: BSS Eval
+    fits 512-tap filters to the references, and strictly band-limited
+    references make that fit ill-conditioned (SIR/SAR become meaningless).
+    Mono scores several times faster than stereo (BSS Eval solves a system of
+    sources * channels * 512 unknowns).
+    """
+    rng = np.random.default_rng(seed)
+    n_samples = int(rate * seconds)
+    time = np.arange(n_samples)[:, None] / rate
+    harmonics = sum(np.sin(2 * np.pi * hertz * time + rng.uniform(0, 2 * np.pi, (1, channels)))
+                    for hertz in (220, 330, 440, 660, 880))
+    vocals = (0.05 * harmonics + 0.1 * _band_noise(rng, n_samples, channels, rate, 100, 900)) \
+        * (1 + 0.5 * np.sin(2 * np.pi * 2 * time))
+    accompaniment = 0.1 * _band_noise(rng, n_samples, channels, rate, 2000, 3500)
+    vocals += 1e-3 * rng.standard_normal(vocals.shape)
+    accompaniment += 1e-3 * rng.standard_normal(accompaniment.shape)
+    vocals, accompaniment = vocals.astype(np.float32), accompaniment.astype(np.float32)
+    return evaluation.Track("disjoint", vocals + accompaniment, vocals, accompaniment, rate)
+
+
+def write_track(folder, track, accompaniment=True):
+    folder.mkdir(parents=True)
+    soundfile.write(folder / "mixture.wav", track.mixture, track.sample_rate_hz, subtype="FLOAT")
+    soundfile.write(folder / "vocals.wav", track.vocals, track.sample_rate_hz, subtype="FLOAT")
+    if accompaniment:
+        soundfile.write(folder / "accompaniment.wav", track.accompaniment,
+                        track.sample_rate_hz, subtype="FLOAT")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    from keras_unet.export import save_keras
+    from keras_unet.model import build_model
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    save_keras(build_model(TINY_RUN), str(path))
+    return str(path)
+
+
+# === Baselines and aggregation ===
+
+def test_ideal_ratio_mask_values():
+    vocals = np.array([0.0, 1.0, 3.0, 0.0])
+    accompaniment = np.array([0.0, 1.0, 1.0, 2.0])
+    np.testing.assert_allclose(evaluation.ideal_ratio_mask(vocals, accompaniment),
+                               [0.0, 0.5, 0.75, 0.0])
+
+
+def test_oracle_reaches_high_sdr_where_the_sources_do_not_overlap():
+    track = disjoint_track()
+    stft_config = StftConfig()
+    scores = {method: evaluation.score(track.references, estimate(track), track.sample_rate_hz)
+              for method, estimate in evaluation.estimators(None, stft_config).items()}
+    for source in evaluation.SOURCES:
+        assert scores["oracle"][source]["SDR"] > 20, scores
+        assert scores["oracle"][source]["SIR"] > 20, scores
+        assert scores["mixture"][source]["SDR"] < 10, scores
+        assert scores["oracle"][source]["SDR"] - scores["mixture"][source]["SDR"] > 15
+    oracle = evaluation.oracle_estimates(track, stft_config)
+    np.testing.assert_allclose(oracle["vocals"] + oracle["accompaniment"], track.mixture,
+                               atol=1e-6)
+
+
+def test_full_rate_oracle_at_the_models_rate_is_the_model_rate_oracle():
+    track = disjoint_track(rate=8192, seconds=1.0)
+    stft_config = StftConfig()
+    model_rate = evaluation.oracle_estimates(track, stft_config)
+    full_rate = evaluation.oracle_full_rate_estimates(track, stft_config)
+    for source in evaluation.SOURCES:
+        np.testing.assert_allclose(model_rate[source], full_rate[source], atol=1e-5)
+
+
+def test_median_over_tracks_skips_undefined_values():
+    def scores(vocals_sdr):
+        values = {metric: 1.0 for metric in evaluation.METRICS}
+        return {"oracle": {"vocals": {**values, "SDR": vocals_sdr}, "accompaniment": values}}
+
+    median = evaluation.median_over_tracks({"a": scores(1.0), "b": scores(5.0),
+                                            "c": scores(3.0), "d": scores(None)})
+    assert median["oracle"]["vocals"]["SDR"] == 3.0
+    assert median["oracle"]["accompaniment"]["SIR"] == 1.0
+
+
+def test_track_folder_without_accompaniment_uses_mixture_minus_vocals(tmp_path):
+    track = disjoint_track(rate=8000, seconds=0.5)
+    write_track(tmp_path / "song", track, accompaniment=False)
+    loaded = evaluation.load_track_folder(str(tmp_path / "song"))
+    assert loaded.name == "song" and loaded.sample_rate_hz == 8000
+    np.testing.assert_allclose(loaded.accompaniment, track.mixture - track.vocals, atol=1e-6)
+
+
+def test_track_folder_with_mismatched_rates_is_refused(tmp_path):
+    track = disjoint_track(rate=8000, seconds=0.5)
+    write_track(tmp_path / "song", track)
+    soundfile.write(tmp_path / "song" / "vocals.wav", track.vocals, 16000)
+    with pytest.raises(evaluation.TrackError, match="vocals.wav: 16000 Hz"):
+        evaluation.load_track_folder(str(tmp_path / "song"))
+
+
+def test_musdb_hq_tracks_are_listed_and_read(tmp_path):
+    rng = np.random.default_rng(0)
+    stems = {name: rng.uniform(-0.2, 0.2, (4410, 2)).astype(np.float32)
+             for name in ("vocals", "drums", "bass", "other")}
+    for track in ("B - Two", "A - One"):
+        folder = tmp_path / "test" / track
+        folder.mkdir(parents=True)
+        for name, samples in stems.items():
+            soundfile.write(folder / f"{name}.wav", samples, 44100, subtype="FLOAT")
+        soundfile.write(folder / "mixture.wav", sum(stems.values()), 44100, subtype="FLOAT")
+    loaders = evaluation.track_loaders(musdb_root=str(tmp_path), subset="test", is_wav=True)
+    assert [name for name, _ in loaders] == ["A - One", "B - Two"]
+    track = loaders[0][1]()
+    assert track.name == "A - One" and track.sample_rate_hz == 44100
+    np.testing.assert_allclose(track.vocals, stems["vocals"], atol=1e-4)  # musdb: 16 bit
+    np.testing.assert_allclose(track.accompaniment,
+                               stems["drums"] + stems["bass"] + stems["other"], atol=3e-4)
+    with pytest.raises(evaluation.TrackError, match="no MUSDB18-HQ WAV folders in train/"):
+        evaluation.track_loaders(musdb_root=str(tmp_path), subset="train", is_wav=True)
+
+
+# === The command line ===
+
+def test_cli_writes_table_json_and_plot(tmp_path, tiny_model_path, capsys):
+    tracks = tmp_path / "tracks"
+    write_track(tracks / "one", disjoint_track(rate=8000, seconds=1.5, seed=1, channels=1))
+    write_track(tracks / "two", disjoint_track(rate=8000, seconds=1.5, seed=2, channels=1),
+                accompaniment=False)
+    output = tmp_path / "out"
+    assert evaluate.main(["--model", tiny_model_path, "--tracks", str(tracks),
+                          "-o", str(output), "--oracle-full-rate"]) == 0
+
+    document = json.loads((output / evaluate.SCORES_FILE).read_text())
+    assert set(document) == {"model", "stft", "bss_eval", "methods", "sources", "metrics",
+                             "tracks", "median"}
+    assert document["model"] == tiny_model_path
+    assert document["stft"] == {**vars(TINY_RUN.stft)}
+    methods = ["model", "mixture", "oracle", "oracle-full-rate"]
+    assert document["methods"] == methods
+    assert document["sources"] == ["vocals", "accompaniment"]
+    assert document["metrics"] == ["SDR", "SIR", "SAR", "ISR"]
+    assert list(document["tracks"]) == ["one", "two"]
+    for scores in [*document["tracks"].values(), document["median"]]:
+        assert list(scores) == methods
+        for method in methods:
+            for source in evaluation.SOURCES:
+                assert set(scores[method][source]) == set(evaluation.METRICS)
+                assert all(math.isfinite(value) for value in scores[method][source].values())
+    for method in methods:  # the median of two tracks is their mean
+        for source in evaluation.SOURCES:
+            both = [document["tracks"][name][method][source]["SDR"] for name in ("one", "two")]
+            assert document["median"][method][source]["SDR"] == pytest.approx(np.mean(both))
+    for name in ("one", "two"):
+        scores = document["tracks"][name]
+        assert scores["oracle"]["vocals"]["SDR"] > 20
+        assert scores["oracle"]["vocals"]["SDR"] > scores["mixture"]["vocals"]["SDR"] + 15
+
+    table = capsys.readouterr().out
+    assert "median of 2" in table and "oracle-full-rate" in table
+    assert len([line for line in table.splitlines() if line.startswith("one ")]) == 8
+
+    import matplotlib.image
+
+    image = matplotlib.image.imread(output / evaluate.PLOT_FILE)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert sorted(path.name for path in output.iterdir()) == [evaluate.SCORES_FILE,
+                                                               evaluate.PLOT_FILE]
+
+
+def test_parallel_scoring_gives_the_same_scores(tmp_path):
+    tracks = tmp_path / "tracks"
+    for seed in (1, 2):
+        write_track(tracks / f"t{seed}",
+                    disjoint_track(rate=8000, seconds=1.0, seed=seed, channels=1))
+    loaders = evaluation.track_loaders(tracks_dir=str(tracks))
+    methods = {"mixture": evaluation.mixture_estimates}
+    serial = evaluation.evaluate_tracks(loaders, methods, jobs=1, progress=False)
+    parallel = evaluation.evaluate_tracks(loaders, methods, jobs=2, progress=False)
+    assert list(parallel) == list(serial) == ["t1", "t2"]
+    for name in serial:  # BLAS thread counts differ between the processes: rounding only
+        for source in evaluation.SOURCES:
+            assert parallel[name]["mixture"][source] == pytest.approx(
+                serial[name]["mixture"][source], rel=1e-9)
+
+
+def _error_line(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_missing_or_broken_model_is_one_line_and_exit_2(tmp_path, capsys):
+    missing = str(tmp_path / "nope.keras")
+    assert f"--model {missing}: no such model" in _error_line(
+        capsys, ["--model", missing, "-o", str(tmp_path / "out")])
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip archive")
+    assert f"{broken}: not a readable .keras model" in _error_line(
+        capsys, ["--model", str(broken), "-o", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_or_empty_tracks_dir_is_one_line_and_exit_2(tmp_path, tiny_model_path, capsys):
+    missing = str(tmp_path / "missing")
+    output = ["-o", str(tmp_path / "out")]
+    assert "no such folder" in _error_line(
+        capsys, ["--model", tiny_model_path, "--tracks", missing, *output])
+    (tmp_path / "empty").mkdir()
+    assert "holds no track folders" in _error_line(
+        capsys, ["--model", tiny_model_path, "--tracks", str(tmp_path / "empty"), *output])
+
+
+def test_track_without_mixture_is_one_line_and_exit_2(tmp_path, tiny_model_path, capsys):
+    write_track(tmp_path / "tracks" / "good", disjoint_track(rate=8000, seconds=0.5))
+    (tmp_path / "tracks" / "bad").mkdir()
+    soundfile.write(tmp_path / "tracks" / "bad" / "vocals.wav", np.zeros((800, 2)), 8000)
+    line = _error_line(capsys, ["--model", tiny_model_path, "--tracks", str(tmp_path / "tracks"),
+                                "-o", str(tmp_path / "out")])
+    assert "bad/mixture.wav: no such file" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_bundled_clip_oracle_above_model_and_mixture(tmp_path, tiny_model_path):
+    output = tmp_path / "out"
+    assert evaluate.main(["--model", tiny_model_path, "-o", str(output)]) == 0
+    document = json.loads((output / evaluate.SCORES_FILE).read_text())
+    vocals_sdr = {method: document["median"][method]["vocals"]["SDR"]
+                  for method in document["methods"]}
+    assert vocals_sdr["oracle"] > vocals_sdr["model"]
+    assert vocals_sdr["oracle"] > vocals_sdr["mixture"]
+    assert list(document["tracks"]) == [evaluation.bundled_clip_name()]
