@@ -19,6 +19,8 @@ import sys
 import zipfile
 from typing import Optional
 
+from keras_unet.cli import import_tensorflow_quietly
+
 KINDS = ("mask", "separator", "both")
 
 
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
         return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.tflite and args.kind == "separator":
         return _fail("--tflite needs the mask signature: use --kind mask or both")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
 
     from keras_unet.export import ModelFileError, export_saved_model, load_model, signature_names
 

@@ -15,7 +15,8 @@ import os
 import sys
 import time
 
-from keras_unet.cli import ArgumentParser, fail
+from keras_unet.cli import ArgumentParser, fail, import_tensorflow_quietly
+from keras_unet.files import atomic_path
 from keras_unet.config import PRECISIONS
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved_models",
@@ -149,11 +150,9 @@ def write_plot(separator, path: str, plot_path: str, reference: str = None) -> N
         axis.set_title(title)
     axes[-1].set_xlabel("time (s)")
     figure.suptitle(f"{os.path.basename(path)}: seconds {start / rate:.1f}-{stop / rate:.1f}")
-    folder = os.path.dirname(os.path.abspath(plot_path))
-    temporary = os.path.join(folder, f".{os.path.basename(plot_path)}.part.png")
     try:
-        figure.savefig(temporary, dpi=100)
-        os.replace(temporary, plot_path)
+        with atomic_path(plot_path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=100)
     except OSError as error:
         raise AudioError(f"{plot_path}: cannot write ({error.strerror})") from None
     finally:
@@ -229,7 +228,7 @@ def main(argv=None) -> int:
     if not jobs:
         return 2
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
     from keras_unet.export import ModelFileError, load_model
     from keras_unet.separator import Separator
 

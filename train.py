@@ -13,7 +13,8 @@ import argparse
 import os
 import sys
 
-from keras_unet.cli import ArgumentParser, add_dataclass_flags, dataclass_from_args, fail
+from keras_unet.cli import (ArgumentParser, add_dataclass_flags, dataclass_from_args, fail,
+                            import_tensorflow_quietly)
 from keras_unet.config import (PRECISIONS, PRESETS, STRATEGIES, WINDOWS, DataConfig,
                                ModelConfig, RunConfig, StftConfig, TrainConfig)
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
         config = config_from_args(args)
     except ValueError as error:
         parser.error(str(error))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
 
     from keras_unet import training
     from pipelines.audio_io import AudioError

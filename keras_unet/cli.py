@@ -9,6 +9,7 @@ dataclass, whose `__post_init__` validates them.
 import argparse
 import dataclasses
 import inspect
+import os
 import re
 import sys
 import typing
@@ -85,3 +86,31 @@ def fail(message: str, code: int = 2) -> typing.NoReturn:
     """Prints one line on stderr and exits: the CLIs' only way to report bad input."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow and finds its devices without its C++ start-up chatter.
+
+    TensorFlow 2.21 prints its oneDNN / CUDA notices before absl logging is
+    initialised, so TF_CPP_MIN_LOG_LEVEL cannot silence them; standard error
+    is pointed at /dev/null for the import alone. Python exceptions still
+    surface after it is restored. Later C++ logs keep TF_CPP_MIN_LOG_LEVEL
+    (3 by default here: the CLIs report errors themselves).
+
+    Returns:
+        The `tensorflow` module.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
