@@ -15,7 +15,6 @@ TerminateOnNaN). These cover the rest:
 import csv
 import math
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -24,6 +23,7 @@ import tensorflow as tf
 from keras_unet import transforms
 from keras_unet.config import StftConfig
 from keras_unet.export import save_keras
+from keras_unet.files import atomic_path
 
 HISTORY_FIELDS = ("epoch", "loss", "val_loss", "learning_rate")
 
@@ -38,12 +38,10 @@ def read_history(path: str) -> list:
 
 
 def _write_history(path: str, rows: list) -> None:
-    descriptor, temporary = tempfile.mkstemp(suffix=".part", dir=os.path.dirname(path) or ".")
-    with os.fdopen(descriptor, "w", newline="") as file:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 def _learning_rate(model) -> float:

@@ -44,6 +44,7 @@ import keras
 import tensorflow as tf
 
 from keras_unet.config import RunConfig
+from keras_unet.files import atomic_path
 from keras_unet.steps import MaskModel
 
 CONFIG_FILE = "config.json"
@@ -70,16 +71,8 @@ class ModelFileError(ValueError):
 
 def save_keras(model: MaskModel, path: str) -> None:
     """Saves a `.keras` file atomically (temporary file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(suffix=".part.keras", dir=folder)
-    os.close(descriptor)
-    try:
+    with atomic_path(path, suffix=".keras") as temporary:
         model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def run_config_of(model: MaskModel) -> RunConfig:

@@ -13,12 +13,13 @@ blocks to a temporary name that `commit` renames.
 
 import os
 import shutil
-import tempfile
 from typing import Optional
 
 import numpy as np
 import soundfile
 import soxr
+
+from keras_unet import files
 
 FFMPEG_HINT = "ffmpeg is not installed; install it with `apt-get install -y ffmpeg`"
 
@@ -112,19 +113,12 @@ def write_audio(path: str, samples: np.ndarray, sample_rate_hz: int,
     Raises:
         AudioError: the folder cannot be written.
     """
-    folder = os.path.dirname(os.path.abspath(path))
     extension = os.path.splitext(path)[1]
     try:
-        descriptor, temporary = tempfile.mkstemp(suffix=extension + ".part", dir=folder)
-        os.close(descriptor)
-    except OSError as error:
-        raise AudioError(f"{path}: cannot write ({error.strerror})") from None
-    try:
-        soundfile.write(temporary, samples, sample_rate_hz, subtype=subtype,
-                        format=extension.lstrip(".").upper() or "WAV")
-        os.replace(temporary, path)
-    except Exception as error:
-        os.unlink(temporary)
+        with files.atomic_path(path, suffix=extension) as temporary:
+            soundfile.write(temporary, samples, sample_rate_hz, subtype=subtype,
+                            format=extension.lstrip(".").upper() or "WAV")
+    except Exception as error:  # OSError, or libsndfile refusing the format
         raise AudioError(f"{path}: cannot write ({_first_line(error)})") from None
 
 
@@ -133,12 +127,6 @@ OUTPUT_FORMATS = {"wav16": ("wav", "PCM_16"), "wav-float": ("wav", "FLOAT"),
 """Output format name -> (file extension, soundfile subtype)."""
 
 _SEEKABLE_FORMATS = ("WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF", "CAF")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class AudioReader:
@@ -243,12 +231,8 @@ class AudioWriter:
                              f"Received: {output_format!r}")
         extension, subtype = OUTPUT_FORMATS[output_format]
         self.path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(self.path))
         try:
-            descriptor, self._temporary = tempfile.mkstemp(suffix=f".{extension}.part",
-                                                           dir=folder)
-            os.close(descriptor)
-            os.chmod(self._temporary, 0o666 & ~_umask())  # mkstemp makes it private
+            self._temporary = files.temporary_beside(self.path, suffix=f".{extension}")
         except OSError as error:
             raise AudioError(f"{self.path}: cannot write ({error.strerror})") from None
         try:
@@ -271,7 +255,7 @@ class AudioWriter:
         """Closes the file and renames it to `path`."""
         try:
             self._file.close()
-            os.replace(self._temporary, self.path)
+            files.publish(self._temporary, self.path)
         except Exception as error:
             self.abort()
             raise AudioError(f"{self.path}: cannot write ({_first_line(error)})") from None
@@ -280,8 +264,7 @@ class AudioWriter:
         """Closes and deletes the temporary file."""
         if not self._file.closed:
             self._file.close()
-        if os.path.exists(self._temporary):
-            os.unlink(self._temporary)
+        files.discard(self._temporary)
 
     def __enter__(self):
         return self

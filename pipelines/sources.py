@@ -37,11 +37,11 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from keras_unet.config import RunConfig
+from keras_unet.files import atomic_path
 from pipelines import audio_io
 
 _LOGGER = logging.getLogger(__name__)
@@ -263,15 +263,12 @@ def _from_disk_or_decode(name: str, key: tuple, cache_dir, decode):
 
 
 def _save_atomically(path: str, array: np.ndarray) -> None:
-    folder = os.path.dirname(path)
     try:
-        os.makedirs(folder, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(suffix=".npy.part", dir=folder)
-        with os.fdopen(descriptor, "wb") as handle:
+        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
             np.save(handle, array)
-        os.replace(temporary, path)
     except OSError as error:
-        raise DataError(f"{folder}: cannot write the cache ({error.strerror})") from None
+        raise DataError(f"{os.path.dirname(path)}: cannot write the cache "
+                        f"({error.strerror})") from None
 
 
 def _split_tail(track: Track, path: str, config: RunConfig):
