@@ -22,7 +22,9 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m keras_unet
+	$(PY) train.py
+	$(PY) separate.py --model checkpoints/best_model.keras --plot \
+	  "$$($(PY) -c 'import stempeg; print(stempeg.example_stem_path())')"
 
 test: setup
 	$(PY) -m pytest -q
