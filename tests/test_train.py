@@ -162,3 +162,35 @@ def test_two_workers_on_localhost_train_one_epoch_with_chief_outputs_only(tmp_pa
     assert (tmp_path / "export0" / "saved_model.pb").is_file()
     assert not (tmp_path / "run1" / "best_model.keras").exists()
     assert not (tmp_path / "export1").exists()
+
+
+def test_a_nan_loss_stops_training_with_a_message_and_keeps_the_good_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    import pipelines.datasets
+
+    make_train_dataset = pipelines.datasets.make_train_dataset
+
+    def poisoned_after_first_epoch(tracks, config, batch_size, seed):
+        """The real dataset, with NaN mixes from the second iteration (epoch) on."""
+        iterations = tf.Variable(0)
+        dataset = make_train_dataset(tracks, config, batch_size, seed)
+
+        def poison(_):
+            factor = tf.where(iterations >= 2, float("nan"), 1.0)
+            return dataset.map(lambda mix, vocals, weights: (mix * factor, vocals, weights))
+
+        counted = tf.data.Dataset.from_tensors(0).map(lambda _: iterations.assign_add(1))
+        return counted.flat_map(poison)
+
+    monkeypatch.setattr(pipelines.datasets, "make_train_dataset", poisoned_after_first_epoch)
+    save_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--save-dir", str(save_dir), "--export-dir", str(tmp_path / "export"),
+                    "--epochs", "3", *SMALL])
+    assert exit_info.value.code == 1
+    assert "NaN or infinite" in capsys.readouterr().err
+    history = read_history(str(save_dir / "history.csv"))
+    assert np.isfinite(history[0]["loss"]) and not np.isfinite(history[-1]["loss"])
+    best = load_model(str(save_dir / "best_model.keras"))
+    assert np.isfinite(best.get_weights()[0]).all()
+    assert not (save_dir / "final_model.keras").exists()
