@@ -145,7 +145,6 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_two_workers_on_localhost_train_one_epoch_with_chief_outputs_only(tmp_path):
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
     processes = []
