@@ -76,13 +76,22 @@ class MaskModel(keras.Model):
             scaled_loss = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._track(loss, mix)
+        return self._track(loss, mix, frame_weights)
 
     def test_step(self, data):
         mix, vocals, frame_weights = keras.utils.unpack_x_y_sample_weight(data)
         mask = self(mix, training=False)
-        return self._track(masked_l1_loss(mix, vocals, mask, frame_weights), mix)
+        return self._track(masked_l1_loss(mix, vocals, mask, frame_weights), mix, frame_weights)
 
-    def _track(self, loss, mix):
-        self.loss_tracker.update_state(loss, sample_weight=tf.shape(mix)[0])
+    def _track(self, loss, mix, frame_weights):
+        """Adds the batch to the epoch's mean loss, weighted like the loss itself.
+
+        A batch counts by its number of weighted frames (or of examples when
+        unweighted), so batches of padding alone count for nothing.
+        """
+        if frame_weights is None:
+            weight = tf.cast(tf.shape(mix)[0], tf.float32)
+        else:
+            weight = tf.reduce_sum(tf.cast(frame_weights, tf.float32))
+        self.loss_tracker.update_state(loss, sample_weight=weight)
         return {"loss": self.loss_tracker.result()}

@@ -59,8 +59,9 @@ def configure_devices(config: RunConfig) -> None:
     if config.train.cpu:
         tf.config.set_visible_devices([], "GPU")
     gpus = tf.config.list_physical_devices("GPU") if not config.train.cpu else []
-    if config.train.strategy == "mirrored" and not gpus:
-        cpu = tf.config.list_physical_devices("CPU")[0]
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if (config.train.strategy == "mirrored" and not gpus
+            and tf.config.get_logical_device_configuration(cpu) is None):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * MIRRORED_CPU_REPLICAS)
 
@@ -73,8 +74,13 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([device.name for device in devices])
+        if gpus:
+            return tf.distribute.MirroredStrategy([device.name for device in gpus])
+        # Logical CPUs share memory: reduce on one device, without collective
+        # ops (whose instance keys also clash between strategies in one process).
+        return tf.distribute.MirroredStrategy(
+            [device.name for device in tf.config.list_logical_devices("CPU")],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -135,6 +141,28 @@ def _build_compiled_model(config: RunConfig, strategy) -> keras.Model:
         model = build_model(config, dtype_policy=resolve_precision(config.train.precision))
         model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
     return model
+
+
+def even_batches(dataset: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
+    """Pads every batch to a multiple of `replicas` with weight-0 examples.
+
+    Keras splits a batch across replicas and, under a strategy, reduces the
+    first batch's per-replica parts to build the model, which fails when
+    they differ in size (a validation set of one patch on two replicas).
+    The padding examples are silent and have frame weight 0, so they change
+    neither the loss nor its epoch mean (`MaskModel` weights by frames).
+
+    Args:
+        dataset: batches of (mix, vocals, frame_weights), shapes as in
+            `pipelines.datasets`.
+        replicas: the strategy's number of replicas.
+    """
+    def pad(mix, vocals, frame_weights):
+        missing = -tf.shape(mix)[0] % replicas
+        return tuple(tf.pad(part, [[0, missing], [0, 0], [0, 0]])
+                     for part in (mix, vocals, frame_weights))
+
+    return dataset.map(pad) if replicas > 1 else dataset
 
 
 def _steps_per_epoch(config: RunConfig) -> int:
@@ -232,8 +260,9 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     else:
         model.fit(make_train_dataset(train_tracks, config, config.train.batch_size,
                                      config.train.seed),
-                  validation_data=make_validation_dataset(validation_tracks, config,
-                                                          config.train.batch_size),
+                  validation_data=even_batches(
+                      make_validation_dataset(validation_tracks, config, config.train.batch_size),
+                      strategy.num_replicas_in_sync),
                   epochs=config.train.epochs, callbacks=run_callbacks, shuffle=False, verbose=1)
     if not chief:
         return RunOutputs(save_dir, log_dir, export_dir, [])

@@ -111,7 +111,8 @@ def test_train_step_under_mirrored_strategy_matches_single_device():
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest configures two logical CPUs"
     single = one_step(tf.distribute.OneDeviceStrategy(devices[0].name))
-    mirrored = one_step(tf.distribute.MirroredStrategy([d.name for d in devices[:2]]))
+    mirrored = one_step(tf.distribute.MirroredStrategy(
+        [d.name for d in devices[:2]], cross_device_ops=tf.distribute.ReductionToOneDevice()))
     for expected, actual in zip(single, mirrored):
         np.testing.assert_allclose(actual, expected, atol=1e-5)
 

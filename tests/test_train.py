@@ -88,6 +88,22 @@ def test_same_seed_gives_the_same_first_epoch(tmp_path):
     assert losses[0]["val_loss"] == pytest.approx(losses[1]["val_loss"], rel=1e-6)
 
 
+def test_mirrored_strategy_on_two_logical_cpus_matches_a_single_device(tmp_path):
+    """The same global batches give the same model: compare the validation loss.
+
+    The one-patch validation set is padded to a batch per replica. The
+    reported training loss is Keras' mean of the replicas' running means,
+    which weights the two halves of a batch equally, so it is not compared.
+    """
+    single = _run(tmp_path, "--epochs", "1", "--seed", "5", name="single")[0]
+    mirrored = _run(tmp_path, "--epochs", "1", "--seed", "5", "--strategy", "mirrored",
+                    name="mirrored")[0]
+    expected, actual = (read_history(str(folder / "history.csv"))[0]
+                        for folder in (single, mirrored))
+    assert np.isfinite(actual["loss"])
+    assert actual["val_loss"] == pytest.approx(expected["val_loss"], rel=2e-3)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--epochs", "-1"], "`epochs` must be >= 1"),
     (["--batch-size", "0"], "`batch_size` must be >= 1"),
