@@ -420,8 +420,6 @@ class Separator:
 
     # --- one block ---
 
-    # --- one block ---
-
     def _separate_block(self, song: "_Song", cache: _Patches, start: int, stop: int):
         config = song.config
         hop, n_fft = config.hop_samples, config.n_fft
