@@ -266,12 +266,11 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     The mixture and the true sources are resampled to the model's rate and
     the mask |Y| / (|Y| + |A|) is computed there per channel, on the grid
     where the model predicts its mask. From there on it follows the model's
-    path in `keras_unet.separator`: `map_mask` carries it onto the STFT grid
-    of the track's own rate (`full_rate_stft_config`), extending it above the
-    model's band by the same rule, and it is applied to the full-rate
-    mixture spectrogram with its phase. The accompaniment is the mixture
-    minus the vocals, as the model's is. So the only difference from the
-    model is the mask.
+    path, `keras_unet.separator.full_band_vocals`: applied at the model's
+    rate and resampled up, and carried onto the track's own STFT grid for
+    what that rate cannot hold, extended above the model's band by the same
+    rule. The accompaniment is the mixture minus the vocals, as the model's
+    is. So the only difference from the model is the mask.
 
     Args:
         track: the song with its true sources.
@@ -280,20 +279,13 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     Returns:
         {source: float32 (samples, channels)} at the track's rate.
     """
-    from keras_unet.separator import full_rate_stft_config, map_mask
+    from keras_unet.separator import full_band_vocals
 
     rate, model_rate = track.sample_rate_hz, stft_config.sample_rate_hz
-    mixture, vocals, accompaniment = (
-        _spectrogram(resample(part, rate, model_rate), stft_config)
-        for part in (track.mixture, track.vocals, track.accompaniment))
+    vocals, accompaniment = (_spectrogram(resample(part, rate, model_rate), stft_config)
+                             for part in (track.vocals, track.accompaniment))
     model_mask = ideal_ratio_mask(np.abs(vocals.numpy()), np.abs(accompaniment.numpy()))
-    n_model_frames = model_mask.shape[-1]  # (channels, bins, frames)
-    config = full_rate_stft_config(rate, stft_config)
-    full_mixture = _spectrogram(track.mixture, config)
-    frames = np.arange(full_mixture.shape[-1])
-    mask = map_mask(model_mask.astype(np.float32), np.abs(mixture.numpy()), 0, n_model_frames,
-                    frames, stft_config, config)
-    vocals = _masked_vocals(mask, full_mixture, config, len(track.mixture))
+    vocals = full_band_vocals(track.mixture, rate, model_mask.astype(np.float32), stft_config)
     return {"vocals": vocals, "accompaniment": track.mixture - vocals}
 
 

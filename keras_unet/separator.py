@@ -15,18 +15,28 @@ inside two patches; the masks are weighted by the cross-fade window
 w[t] = sin^2(pi (t + 0.5) / T), positive everywhere and summing to one over
 two patches, and the weighted sum is divided by the summed weights.
 
-Full band (`Separator`): the mask is computed at the model's rate from the
-resampled mix, then mapped onto the STFT grid of the input's own rate
-(linear interpolation in time and frequency between the model's frames and
-bins) and applied to the full-rate mix spectrogram, keeping its phase.
-Above the model's Nyquist frequency (4096 Hz by default) the model sees
-nothing, so each frame's mask there is the mix-magnitude-weighted mean of
-the model's mask over its top octave (Nyquist / 2 .. Nyquist): the share of
-the top octave's energy the model gives to the voice, carried up into the
-sibilants, breaths and harmonics above it. Weighting by magnitude keeps the
-near-silent bins (the resampler's stop band right under Nyquist) from
-counting. The accompaniment is always mix - vocals, so the two sum to the
-input exactly.
+Full band (`Separator`): the mix is split into the part the model's rate
+holds (the mix resampled down to 8192 Hz and back up) and the rest (the
+mix minus that: everything above the model's Nyquist frequency, 4096 Hz by
+default, and the resampler's roll-off just below it). The vocals are
+- in the first part: the model's mask applied where it was made, on the
+  model-rate spectrogram (the mix phase kept), resampled up;
+- in the rest: the mask mapped onto the STFT grid of the input's own rate
+  (linear interpolation in time and frequency between the model's frames
+  and bins) and applied to the rest's full-rate spectrogram. Above the
+  model's Nyquist frequency, where the model sees nothing, each frame's mask
+  is the mix-magnitude-weighted mean of the model's mask over its top octave
+  (Nyquist / 2 .. Nyquist): the share of the top octave's energy the model
+  gives to the voice, carried up into the sibilants, breaths and harmonics
+  above it. Weighting by magnitude keeps the near-silent bins (the
+  resampler's stop band right under Nyquist) from counting.
+The two parts sum to the mix, so a mask of ones returns the mix. Applying
+the mask on its own grid below Nyquist, rather than interpolated onto the
+full-rate grid, keeps it sharp: with the ideal mask of the bundled clip this
+scores 7.02 dB vocals SDR, against 6.89 for the model's rate alone
+(resampled up, nothing above 4096 Hz) and 6.51 for the whole mask mapped
+onto the full-rate grid (`benchmarks/full_band.py` measures a model). The
+accompaniment is always mix - vocals, so the two sum to the input exactly.
 """
 
 import dataclasses
@@ -207,6 +217,39 @@ def full_rate_stft_config(sample_rate_hz: int, model_config: StftConfig) -> Stft
                                hop_samples=n_fft // 2)
 
 
+def full_band_vocals(samples: np.ndarray, sample_rate_hz: int, model_mask: np.ndarray,
+                     model_config: StftConfig) -> np.ndarray:
+    """Vocals of a whole song from a mask made at the model's rate (the rule above).
+
+    `Separator` computes the same in blocks; this whole-song form serves
+    masks that do not come from the model (the oracle of `evaluate.py`).
+
+    Args:
+        samples: float32 (samples, channels) mix at `sample_rate_hz`.
+        sample_rate_hz: its rate.
+        model_mask: float32 (channels, model bins, model frames) in [0, 1],
+            on the grid of `stft(resample(samples), model_config)`.
+        model_config: the model's STFT settings.
+
+    Returns:
+        float32 (samples, channels).
+    """
+    n_samples, model_rate = len(samples), model_config.sample_rate_hz
+    held = resample(samples, sample_rate_hz, model_rate)  # (model samples, channels)
+    model_spectrum = stft(held.T, model_config)
+    vocals = masked_waveform(model_mask, model_spectrum, model_config, len(held)).numpy().T
+    if sample_rate_hz == model_rate:
+        return vocals
+    config = full_rate_stft_config(sample_rate_hz, model_config)
+    vocals = _fit_length(resample(vocals, model_rate, sample_rate_hz), n_samples)
+    rest = samples - _fit_length(resample(held, model_rate, sample_rate_hz), n_samples)
+    rest_spectrum = stft(rest.T, config)
+    frames = np.arange(rest_spectrum.shape[-1])
+    mask = map_mask(model_mask, magnitude(model_spectrum).numpy(), 0, model_mask.shape[-1],
+                    frames, model_config, config)
+    return vocals + masked_waveform(mask, rest_spectrum, config, n_samples).numpy().T
+
+
 def frame_centres_seconds(frames: np.ndarray, config: StftConfig) -> np.ndarray:
     """Centre times of STFT frames (the framing rule of `keras_unet.transforms`)."""
     return (frames * config.hop_samples + config.hop_samples - config.n_fft / 2) \
@@ -277,10 +320,10 @@ def map_mask(model_mask: np.ndarray, model_magnitudes: np.ndarray, first_model_f
 
 @dataclasses.dataclass
 class _Patches:
-    """Patch masks and magnitudes computed so far, keyed by global patch index."""
+    """Patch masks and mix spectra computed so far, keyed by global patch index."""
 
     masks: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
-    magnitudes: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    spectra: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
     next_patch: int = 0
 
 
@@ -399,7 +442,10 @@ class Separator:
             bar.close()
 
     def full_band_mask(self, samples: np.ndarray, sample_rate_hz: int):
-        """The mask `separate` applies, and the spectrogram it applies it to (for plots).
+        """The model's mask on the song's own STFT grid, and the mix spectrogram there (for plots).
+
+        Below the model's Nyquist `separate` applies the same mask on the
+        model's own grid; this is the view of it at the song's rate.
 
         Args:
             samples: float32 (samples, channels), a song or an excerpt.
@@ -422,16 +468,57 @@ class Separator:
 
     def _separate_block(self, song: "_Song", cache: _Patches, start: int, stop: int):
         config = song.config
-        hop, n_fft = config.hop_samples, config.n_fft
+        if config == self.stft_config:  # the model's own rate: its band is all there is
+            return song.read_padded(start, stop), self._model_rate_parts(
+                song, cache, start, stop)[1]
+        hop, n_fft, n_channels = config.hop_samples, config.n_fft, song.n_channels
         first, last = start // hop, (stop - 1 + n_fft - hop) // hop  # frames touching the block
+        segment = song.frames_audio(first, last + 1, config, self.timings)  # (channels, samples)
+        segment_start = (first - _lead_frames(config)) * hop
+        # A model-rate span around the segment, with a margin on each side and
+        # starting on an instant both rates sample, so blocks join seamlessly.
+        margin = RESAMPLE_MARGIN_SECONDS * song.rate
+        first_unit = math.floor((segment_start - margin) / song.unit)
+        last_unit = math.ceil((segment_start + segment.shape[1] + margin) / song.unit)
+        held, vocals = self._model_rate_parts(song, cache, first_unit * song.model_unit,
+                                              last_unit * song.model_unit)
         mask = self._frames_mask(song, cache, first, last)
-        segment = song.frames_audio(first, last + 1, config, self.timings)
         began = time.perf_counter()
-        spectrum = _frames_stft(segment, config, last + 1 - first)  # (channels, bins, frames)
-        vocals = istft(spectrum * tf.cast(mask, tf.complex64), config, stop - first * hop)
-        vocals = tf.transpose(vocals[:, start - first * hop:]).numpy()  # (samples, channels)
+        both = resample(np.concatenate([held, vocals], axis=1),
+                        self.stft_config.sample_rate_hz, song.rate)
+        both = _fit_length(both[segment_start - first_unit * song.unit:], segment.shape[1])
+        rest = segment - both[:, :n_channels].T  # what the model's rate cannot hold
+        spectrum = _frames_stft(rest, config, last + 1 - first)  # (channels, bins, frames)
+        upper = istft(spectrum * tf.cast(mask, tf.complex64), config, stop - first * hop)
+        block = slice(start - segment_start, stop - segment_start)
+        vocals = both[block, n_channels:] + tf.transpose(upper[:, start - first * hop:]).numpy()
         self.timings["reconstruction"] += time.perf_counter() - began
-        return song.read_padded(start, stop), vocals
+        return np.ascontiguousarray(segment[:, block].T), vocals
+
+    def _model_rate_parts(self, song: "_Song", cache: _Patches, start: int, stop: int):
+        """The mix and its vocals (mask * X) at the model's rate, from the cached spectra.
+
+        Args:
+            song: the song.
+            cache: its patches.
+            start, stop: model-rate samples start..stop-1 (may reach outside the song).
+
+        Returns:
+            (mix, vocals): float32 (stop - start, channels) each, zeros outside the song.
+        """
+        config = self.stft_config
+        hop, n_fft, n_channels = config.hop_samples, config.n_fft, song.n_channels
+        parts = np.zeros((stop - start, 2 * n_channels), np.float32)
+        lo, hi = max(start, 0), min(stop, song.n_model_samples)
+        if lo < hi:
+            first, last = lo // hop, (hi - 1 + n_fft - hop) // hop  # frames touching lo..hi-1
+            mask, spectrum = self._model_mask(song, cache, first, last)
+            began = time.perf_counter()
+            stacked = np.concatenate([spectrum, spectrum * mask], axis=0)  # mix, then vocals
+            waveforms = istft(stacked, config, hi - first * hop)[:, lo - first * hop:]
+            parts[lo - start:hi - start] = tf.transpose(waveforms).numpy()
+            self.timings["reconstruction"] += time.perf_counter() - began
+        return parts[:, :n_channels], parts[:, n_channels:]
 
     def _frames_mask(self, song: "_Song", cache: _Patches, first: int, last: int) -> np.ndarray:
         """Mask of the song-rate frames first..last. float32 (channels, bins, frames)."""
@@ -443,21 +530,27 @@ class Separator:
                      + model_config.n_fft / 2) / model_config.hop_samples
         model_first = int(np.clip(np.floor(positions[0]), 0, song.n_model_frames - 1))
         model_last = int(np.clip(np.ceil(positions[1]), 0, song.n_model_frames - 1))
-        model_mask, model_magnitudes = self._model_mask(song, cache, model_first, model_last)
+        model_mask, model_spectrum = self._model_mask(song, cache, model_first, model_last)
         began = time.perf_counter()
-        mask = map_mask(model_mask, model_magnitudes, model_first, song.n_model_frames,
+        mask = map_mask(model_mask, np.abs(model_spectrum), model_first, song.n_model_frames,
                         frames, model_config, config)
         self.timings["reconstruction"] += time.perf_counter() - began
         return mask
 
     def _model_mask(self, song: "_Song", cache: _Patches, first: int, last: int):
-        """Mask and mix magnitude of model frames first..last: (channels, bins, frames) each."""
+        """Mask (float32) and mix spectrum (complex64) of model frames first..last.
+
+        Returns:
+            (mask, spectrum), each (channels, bins, last + 1 - first).
+        """
         config = self.stft_config
         hop, width = patch_hop(config), config.patch_frames
         first_patch = max(0, (first + hop - width) // hop + 1)
         last_patch = min(song.n_patches - 1, (last + hop) // hop)
-        for index in [k for k in cache.masks if k < first_patch]:
-            del cache.masks[index], cache.magnitudes[index]
+        # Patches wholly before the previous one are done with: a block asks for
+        # frames a little before the last block's, never a whole patch.
+        for index in [k for k in cache.masks if k < first_patch - 1]:
+            del cache.masks[index], cache.spectra[index]
         if cache.next_patch <= last_patch:
             # Enough patches for whole batches of all channels, at least up to last_patch.
             stop = max(last_patch + 1, cache.next_patch + self.batch_size)
@@ -468,7 +561,7 @@ class Separator:
         n_frames = last + 1 - first
         shape = (song.n_channels, config.n_bins, n_frames)
         summed, weights = np.zeros(shape, np.float32), np.zeros(n_frames, np.float32)
-        magnitudes = np.zeros(shape, np.float32)
+        spectrum = np.zeros(shape, np.complex64)
         for index in range(first_patch, last_patch + 1):
             patch_start = (index - 1) * hop  # global frame of the patch's first frame
             lo, hi = max(first, patch_start), min(last + 1, patch_start + width)
@@ -476,9 +569,9 @@ class Separator:
             where = slice(lo - first, hi - first)
             summed[:, :, where] += cache.masks[index][:, :, inside] * window[inside]
             weights[where] += window[inside]
-            magnitudes[:, :, where] = cache.magnitudes[index][:, :, inside]
+            spectrum[:, :, where] = cache.spectra[index][:, :, inside]
         self.timings["model"] += time.perf_counter() - began
-        return summed / weights, magnitudes
+        return summed / weights, spectrum
 
     def _compute_patches(self, song: "_Song", cache: _Patches, first: int, stop: int):
         """Runs the model on patches first..stop-1 of every channel and caches them."""
@@ -486,15 +579,16 @@ class Separator:
         hop, width = patch_hop(config), config.patch_frames
         frame_lo = (first - 1) * hop
         frame_hi = (stop - 2) * hop + width  # exclusive
-        magnitudes = song.model_magnitudes(frame_lo, frame_hi, self.timings)
+        spectrum = song.model_spectrum(frame_lo, frame_hi, self.timings)
         began = time.perf_counter()
-        patches = np.stack([magnitudes[:, :, (k - 1) * hop - frame_lo:(k - 1) * hop - frame_lo + width]
+        spectra = np.stack([spectrum[:, :, (k - 1) * hop - frame_lo:(k - 1) * hop - frame_lo + width]
                             for k in range(first, stop)], axis=1)  # (channels, patches, bins, T)
+        patches = np.abs(spectra)
         flat = patches.reshape((-1,) + patches.shape[2:])  # (channels * patches, bins, T)
         masks = self._masks_of(flat).reshape(patches.shape)
         for offset, index in enumerate(range(first, stop)):
             cache.masks[index] = masks[:, offset]
-            cache.magnitudes[index] = patches[:, offset]
+            cache.spectra[index] = spectra[:, offset]
         cache.next_patch = stop
         self.timings["model"] += time.perf_counter() - began
 
@@ -550,11 +644,11 @@ class _Song:
         timings["read_resample"] += time.perf_counter() - began
         return segment
 
-    def model_magnitudes(self, frame_lo: int, frame_hi: int, timings) -> np.ndarray:
-        """Mix magnitude of model frames frame_lo..frame_hi-1, zero outside the song.
+    def model_spectrum(self, frame_lo: int, frame_hi: int, timings) -> np.ndarray:
+        """Mix spectrum of model frames frame_lo..frame_hi-1, zero outside the song.
 
         Returns:
-            float32 (channels, bins, frame_hi - frame_lo).
+            complex64 (channels, bins, frame_hi - frame_lo).
         """
         config = self.model_config
         began = time.perf_counter()
@@ -564,10 +658,9 @@ class _Song:
         audio = self._model_rate_audio(model_start, model_stop)  # (samples, channels)
         timings["read_resample"] += time.perf_counter() - began
         began = time.perf_counter()
-        spectrum = _frames_stft(audio.T, config, frame_hi - frame_lo)
-        magnitudes = magnitude(spectrum).numpy()
+        spectrum = _frames_stft(audio.T, config, frame_hi - frame_lo).numpy()
         timings["model"] += time.perf_counter() - began
-        return magnitudes
+        return spectrum
 
     def _model_rate_audio(self, start: int, stop: int) -> np.ndarray:
         """Model-rate samples start..stop-1, zeros outside the song. (samples, channels)."""

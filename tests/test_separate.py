@@ -12,7 +12,10 @@ import separate
 from keras_unet.config import ModelConfig, RunConfig, StftConfig
 from keras_unet.export import save_keras
 from keras_unet.model import build_model
-from keras_unet.separator import Separator, map_mask, predict_mask, separate_mono
+from keras_unet.separator import (Separator, full_band_vocals, map_mask, predict_mask,
+                                  separate_mono)
+from keras_unet.transforms import magnitude, stft
+from pipelines.audio_io import resample
 from pipelines.audio_io import read_audio
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -203,6 +206,19 @@ def test_blocks_match_the_whole_song_and_separate_mono():
     whole, _ = Separator(model, precision="float32", batch_size=4,
                          block_seconds=10.0).separate(full_rate, 44100)
     np.testing.assert_allclose(in_blocks, whole, atol=1e-4)
+
+
+def test_streamed_full_band_equals_the_whole_song_rule():
+    """Separator's blocks give what `full_band_vocals` gives from the model's whole mask."""
+    model = _model(SMALL_STFT)
+    song = _tone(3.0, 44100, 2)
+    streamed, _ = Separator(model, precision="float32", batch_size=4,
+                            block_seconds=0.8).separate(song, 44100)
+    held = resample(song, 44100, SMALL_STFT.sample_rate_hz)
+    mask = predict_mask(model, magnitude(stft(held.T, SMALL_STFT)), SMALL_STFT, 4).numpy()
+    whole = full_band_vocals(song, 44100, mask, SMALL_STFT)
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+    assert np.abs(whole).max() > 0.01
 
 
 def test_model_function_traced_once_for_any_length_and_rate():
