@@ -256,6 +256,14 @@ def frame_centres_seconds(frames: np.ndarray, config: StftConfig) -> np.ndarray:
         / config.sample_rate_hz
 
 
+def model_frame_positions(frames: np.ndarray, config: StftConfig,
+                          model_config: StftConfig) -> np.ndarray:
+    """Fractional model frame at the centre of each frame of `config`'s grid."""
+    seconds = frame_centres_seconds(frames, config)
+    return (seconds * model_config.sample_rate_hz - model_config.hop_samples
+            + model_config.n_fft / 2) / model_config.hop_samples
+
+
 def _interpolation(positions: np.ndarray, size: int):
     """Lower indices and weights of the upper ones for linear interpolation, clamped."""
     positions = np.clip(positions, 0.0, size - 1)
@@ -286,9 +294,7 @@ def map_mask(model_mask: np.ndarray, model_magnitudes: np.ndarray, first_model_f
     if config == model_config:
         return model_mask[:, :, frames - first_model_frame]
     # Time: fractional model frame of each target frame's centre.
-    seconds = frame_centres_seconds(frames, config)
-    positions = (seconds * model_config.sample_rate_hz - model_config.hop_samples
-                 + model_config.n_fft / 2) / model_config.hop_samples
+    positions = model_frame_positions(frames, config, model_config)
     lower, upper, weight = _interpolation(positions, n_model_frames)
     lower, upper = lower - first_model_frame, upper - first_model_frame
     in_time = model_mask[:, :, lower] * (1 - weight) + model_mask[:, :, upper] * weight
@@ -525,9 +531,7 @@ class Separator:
         config, model_config = song.config, self.stft_config
         frames = np.arange(first, last + 1)
         # The model frames around these frames' centres, and their mask.
-        centres = frame_centres_seconds(frames[[0, -1]], config)
-        positions = (centres * model_config.sample_rate_hz - model_config.hop_samples
-                     + model_config.n_fft / 2) / model_config.hop_samples
+        positions = model_frame_positions(frames[[0, -1]], config, model_config)
         model_first = int(np.clip(np.floor(positions[0]), 0, song.n_model_frames - 1))
         model_last = int(np.clip(np.ceil(positions[1]), 0, song.n_model_frames - 1))
         model_mask, model_spectrum = self._model_mask(song, cache, model_first, model_last)
