@@ -103,25 +103,6 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return np.asarray(samples, np.float32).mean(axis=1)
 
 
-def write_audio(path: str, samples: np.ndarray, sample_rate_hz: int,
-                subtype: str = "PCM_16") -> None:
-    """Writes (samples, channels) audio atomically: a temporary file, then rename.
-
-    The format follows the extension (.wav, .flac); `subtype` is soundfile's
-    (PCM_16, PCM_24, FLOAT). A killed process never leaves a truncated file.
-
-    Raises:
-        AudioError: the folder cannot be written.
-    """
-    extension = os.path.splitext(path)[1]
-    try:
-        with files.atomic_path(path, suffix=extension) as temporary:
-            soundfile.write(temporary, samples, sample_rate_hz, subtype=subtype,
-                            format=extension.lstrip(".").upper() or "WAV")
-    except Exception as error:  # OSError, or libsndfile refusing the format
-        raise AudioError(f"{path}: cannot write ({_first_line(error)})") from None
-
-
 OUTPUT_FORMATS = {"wav16": ("wav", "PCM_16"), "wav-float": ("wav", "FLOAT"),
                   "flac": ("flac", "PCM_24")}
 """Output format name -> (file extension, soundfile subtype)."""
@@ -271,3 +252,16 @@ class AudioWriter:
 
     def __exit__(self, *exc_info):
         self.abort()  # nothing left to do after `commit`
+
+
+def write_audio(path: str, samples: np.ndarray, sample_rate_hz: int,
+                output_format: str = "wav16") -> None:
+    """Writes a whole (samples, channels) array atomically, through `AudioWriter`.
+
+    Raises:
+        AudioError: the folder cannot be written.
+    """
+    samples = np.asarray(samples, np.float32).reshape(len(samples), -1)
+    with AudioWriter(path, sample_rate_hz, samples.shape[1], output_format) as writer:
+        writer.write(samples)
+        writer.commit()

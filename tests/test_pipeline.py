@@ -43,7 +43,7 @@ def _write_track(folder, vocals, accompaniment):
              "mixture": vocals + accompaniment}
     for name, mono in stems.items():
         audio_io.write_audio(os.path.join(folder, f"{name}.wav"), np.stack([mono, mono], axis=1),
-                             SYNTHETIC_RATE_HZ, subtype="FLOAT")
+                             SYNTHETIC_RATE_HZ, output_format="wav-float")
 
 
 @pytest.fixture(scope="module")
