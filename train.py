@@ -15,8 +15,8 @@ import sys
 
 from keras_unet.cli import (ArgumentParser, add_dataclass_flags, dataclass_from_args, fail,
                             import_tensorflow_quietly)
-from keras_unet.config import (PRECISIONS, PRESETS, STRATEGIES, WINDOWS, DataConfig,
-                               ModelConfig, RunConfig, StftConfig, TrainConfig)
+from keras_unet.config import (PRECISIONS, PRESETS, RUN_CONFIG_FILE, STRATEGIES, WINDOWS,
+                               DataConfig, ModelConfig, RunConfig, StftConfig, TrainConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="architecture: seed (4 layers, 32-256 channels) or paper "
                           "(Jansson et al.: 6 layers, 16-512, batch norm, dropout) (default: seed)")
     run.add_argument("--resume", action="store_true",
-                     help="continue the interrupted run in --save-dir from its last completed epoch")
+                     help="continue the interrupted run in --save-dir from its last "
+                          "completed epoch")
     data = parser.add_argument_group("data (default: the MUSDB clip bundled with stempeg)")
     add_dataclass_flags(data, DataConfig, defaults={"musdb_root": os.environ.get("MUSDB_PATH")})
     stft = parser.add_argument_group("STFT and patches")
@@ -43,8 +44,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ValueError(f"--musdb-root {args.musdb_root}: no such directory")
     if args.resume and args.strategy == "multiworker":
         raise ValueError("--resume is not supported with --strategy multiworker")
-    if args.resume and not os.path.isfile(os.path.join(args.save_dir, "config.json")):
-        raise ValueError(f"--resume: nothing to resume in {args.save_dir} (no run was started there)")
+    if args.resume and not os.path.isfile(os.path.join(args.save_dir, RUN_CONFIG_FILE)):
+        raise ValueError(f"--resume: nothing to resume in {args.save_dir} "
+                         "(no run was started there)")
     return RunConfig(stft=dataclass_from_args(StftConfig, args),
                      model=ModelConfig.from_preset(args.preset),
                      data=dataclass_from_args(DataConfig, args),

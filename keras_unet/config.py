@@ -14,6 +14,8 @@ PRESETS = ("seed", "paper")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 WINDOWS = ("hann", "hamming")
+RUN_CONFIG_FILE = "config.json"  # the RunConfig JSON beside checkpoints and in exports
+HISTORY_FILE = "history.csv"  # per-epoch losses, in TrainConfig.save_dir
 
 
 def _require(condition, message):

@@ -43,11 +43,11 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_unet.config import RunConfig
+from keras_unet.config import RUN_CONFIG_FILE, RunConfig
 from keras_unet.files import atomic_path
 from keras_unet.steps import MaskModel
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = RUN_CONFIG_FILE
 KERAS_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -97,7 +97,8 @@ def load_model(path: str) -> MaskModel:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive
-        raise ModelFileError(f"{path}: not a readable .keras model ({type(error).__name__})") from None
+        raise ModelFileError(
+            f"{path}: not a readable .keras model ({type(error).__name__})") from None
     if not isinstance(model, MaskModel):
         raise ModelFileError(f"{path}: not a keras_unet mask model")
     return model

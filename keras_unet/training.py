@@ -26,8 +26,9 @@ import keras
 import tensorflow as tf
 
 from keras_unet import callbacks as unet_callbacks
-from keras_unet.config import RunConfig
+from keras_unet.config import HISTORY_FILE, RUN_CONFIG_FILE, RunConfig
 from keras_unet.export import export_saved_model, load_model, save_keras
+from keras_unet.files import atomic_path
 from keras_unet.model import build_model
 from keras_unet.precision import resolve_precision
 from keras_unet.steps import masked_l1_loss
@@ -107,8 +108,8 @@ def _prepare_save_dir(config: RunConfig, resume: bool) -> str:
     # first backup never completed, and a resumed run starts from epoch 1.
     if not resume or not os.path.isfile(os.path.join(backup_dir, BACKUP_METADATA)):
         shutil.rmtree(backup_dir, ignore_errors=True)
-    os.makedirs(save_dir, exist_ok=True)
-    with open(os.path.join(save_dir, "config.json"), "w") as file:
+    with atomic_path(os.path.join(save_dir, RUN_CONFIG_FILE)) as temporary, \
+            open(temporary, "w") as file:
         file.write(config.to_json())
     return backup_dir
 
@@ -120,7 +121,7 @@ def _best_val_loss(history: list) -> float:
 
 def _make_callbacks(config, backup_dir, log_dir, resume, example):
     save_dir = config.train.save_dir
-    history_path = os.path.join(save_dir, "history.csv")
+    history_path = os.path.join(save_dir, HISTORY_FILE)
     best = _best_val_loss(unet_callbacks.read_history(history_path)) if resume else math.inf
     # Order matters: history and checkpoints are written before the backup, so
     # a run killed in between repeats that epoch instead of skipping it.
@@ -267,7 +268,7 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     if not chief:
         return RunOutputs(save_dir, log_dir, export_dir, [])
 
-    history = unet_callbacks.read_history(os.path.join(save_dir, "history.csv"))
+    history = unet_callbacks.read_history(os.path.join(save_dir, HISTORY_FILE))
     if not history or not math.isfinite(history[-1]["loss"]):
         raise TrainingError("the training loss became NaN or infinite; training stopped. "
                             f"The last good checkpoint is {save_dir}/best_model.keras")
