@@ -1,7 +1,8 @@
 """Scores a model's separation with BSS Eval v4, beside the mixture and oracle baselines.
 
     python evaluate.py [--model PATH]
-                       [--musdb-root DIR [--subset test] [--is-wav] | --tracks DIR]
+                       [--musdb-root DIR [--subset test] [--is-wav] | --tracks DIR
+                        | --mir1k-root DIR [--subset test]]
                        [-o OUTDIR] [--jobs N] [--oracle-full-rate]
 
 Each track is separated with the code of separate.py and scored (SDR, SIR,
@@ -13,6 +14,10 @@ keras_unet/evaluation.py) and OUTDIR/sdr_boxplot.png.
 
 --tracks DIR: a folder of track folders, each with mixture.wav, vocals.wav
 and optionally accompaniment.wav (else mixture - vocals).
+
+--mir1k-root DIR: MIR-1K's clips (the unzipped MIR-1K/ or its Wavfile/), the
+test split (17 singers) or --subset train (abjones, amy), scored also the
+way MIR-1K papers do: BSS Eval v3 on each whole clip, GNSDR / GSIR / GSAR.
 """
 
 import argparse
@@ -35,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_mutually_exclusive_group()
     data.add_argument("--musdb-root", metavar="DIR", help="MUSDB18 root folder")
     data.add_argument("--tracks", metavar="DIR", help="a folder of track folders")
+    data.add_argument("--mir1k-root", metavar="DIR", help="MIR-1K folder (or its Wavfile/)")
     parser.add_argument("--subset", default="test", choices=("train", "test"),
-                        help="MUSDB18 subset (default: test)")
+                        help="MUSDB18 or MIR-1K subset (default: test)")
     parser.add_argument("--is-wav", action="store_true",
                         help="--musdb-root holds MUSDB18-HQ (WAV folders)")
     parser.add_argument("-o", "--output", metavar="OUTDIR", default=DEFAULT_OUTPUT,
@@ -52,15 +58,21 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.jobs < 1:
         fail(f"--jobs {args.jobs}: must be >= 1")
-    if (args.subset != "test" or args.is_wav) and args.musdb_root is None:
-        fail("--subset and --is-wav need --musdb-root")
+    if args.subset != "test" and args.musdb_root is None and args.mir1k_root is None:
+        fail("--subset needs --musdb-root or --mir1k-root")
+    if args.is_wav and args.musdb_root is None:
+        fail("--is-wav needs --musdb-root")
 
     from keras_unet import evaluation
     from pipelines.audio_io import AudioError
 
     try:
-        loaders = evaluation.track_loaders(tracks_dir=args.tracks, musdb_root=args.musdb_root,
-                                           subset=args.subset, is_wav=args.is_wav)
+        if args.mir1k_root is not None:
+            loaders = evaluation.mir1k_loaders(args.mir1k_root, args.subset)
+        else:
+            loaders = evaluation.track_loaders(tracks_dir=args.tracks,
+                                               musdb_root=args.musdb_root,
+                                               subset=args.subset, is_wav=args.is_wav)
     except evaluation.TrackError as error:
         fail(str(error))
     if not os.path.exists(args.model):  # answered before TensorFlow loads
@@ -83,10 +95,11 @@ def main(argv=None) -> int:
     methods = evaluation.estimators(Separator(model), stft_config,
                                     oracle_full_rate=args.oracle_full_rate)
     try:
-        tracks = evaluation.evaluate_tracks(loaders, methods, jobs=args.jobs)
+        tracks, seconds = evaluation.evaluate_tracks(
+            loaders, methods, jobs=args.jobs, bss_eval_v3=args.mir1k_root is not None)
     except (evaluation.TrackError, AudioError) as error:
         fail(str(error))
-    document = evaluation.report(args.model, stft_config, tracks)
+    document = evaluation.report(args.model, stft_config, tracks, seconds)
     print(evaluation.format_table(document))
     scores_path = os.path.join(args.output, SCORES_FILE)
     plot_path = os.path.join(args.output, PLOT_FILE)

@@ -107,58 +107,34 @@ def _excerpt(samples, rate: int):
 
 def write_plot(separator, path: str, plot_path: str, reference: str = None) -> None:
     """PNG of the mix spectrogram, the mask, the vocals (and the true vocals) of an excerpt."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from keras_unet.figures import LEVEL, MASK, png_bytes, spectrogram_figure
     from pipelines.audio_io import AudioError, read_audio, resample
 
     samples, rate = read_audio(path)
     start, stop = _excerpt(samples, rate)
     mask, spectrum, config = separator.full_band_mask(samples[start:stop], rate)
-    mix = np.abs(spectrum).mean(axis=0)  # (bins, frames), channel mean
-    rows = [("mix |X|", mix), ("mask M", mask.mean(axis=0)),
-            ("estimated vocals |M X|", np.abs(mask * spectrum).mean(axis=0))]
+    panels = [("mix |X|", np.abs(spectrum).mean(axis=0), LEVEL),  # channel means
+              ("mask M", mask.mean(axis=0), MASK),
+              ("estimated vocals |M X|", np.abs(mask * spectrum).mean(axis=0), LEVEL)]
     if reference is not None:
         true_vocals, reference_rate = read_audio(reference)
         true_vocals = resample(true_vocals, reference_rate, rate)[start:stop]
         if len(true_vocals) == 0:
-            raise AudioError(f"{reference}: shorter than the excerpt of {path}")
+            raise AudioError(f"{reference}: ends before the plotted excerpt of {path}")
+        missing = (stop - start) - len(true_vocals)  # a shorter reference: silence after it
+        true_vocals = np.pad(true_vocals, [(0, max(missing, 0)), (0, 0)])[:stop - start]
         _, true_spectrum, _ = separator.full_band_mask(true_vocals, rate)
-        rows.append(("true vocals |Y|", np.abs(true_spectrum).mean(axis=0)))
-
-    seconds = start / rate + np.arange(mix.shape[1] + 1) * config.hop_samples / rate
-    hertz = np.arange(config.n_bins + 1) * rate / config.n_fft  # bin edges
-    figure, axes = plt.subplots(len(rows), 1, figsize=(10, 2.6 * len(rows)), sharex=True,
-                                constrained_layout=True)
-    reference_level = max(float(mix.max()), 1e-8)
-    for axis, (title, values) in zip(axes, rows):
-        if title.startswith("mask"):
-            image = axis.pcolormesh(seconds, hertz[1:], values[1:], vmin=0.0, vmax=1.0,
-                                    cmap="magma", shading="flat")
-            figure.colorbar(image, ax=axis, label="mask")
-        else:
-            decibels = 20 * np.log10(np.maximum(values, 1e-8) / reference_level)
-            image = axis.pcolormesh(seconds, hertz[1:], decibels[1:], vmin=-80, vmax=0,
-                                    cmap="magma", shading="flat")
-            figure.colorbar(image, ax=axis, label="dB re mix peak")
-        axis.set_yscale("log")
-        axis.set_ylim(max(hertz[1], 20.0), rate / 2)
-        axis.set_ylabel("frequency (Hz)")
-        axis.set_title(title)
-    axes[-1].set_xlabel("time (s)")
-    figure.suptitle(f"{os.path.basename(path)}: seconds {start / rate:.1f}-{stop / rate:.1f}")
+        panels.append(("true vocals |Y|", np.abs(true_spectrum).mean(axis=0), LEVEL))
+    figure = spectrogram_figure(
+        panels, rate, config.hop_samples, start_seconds=start / rate,
+        title=f"{os.path.basename(path)}: seconds {start / rate:.1f}-{stop / rate:.1f}")
     try:
-        with atomic_path(plot_path, suffix=".png") as temporary:
-            figure.savefig(temporary, dpi=100)
+        with atomic_path(plot_path, suffix=".png") as temporary, open(temporary, "wb") as file:
+            file.write(png_bytes(figure))
     except OSError as error:
         raise AudioError(f"{plot_path}: cannot write ({error.strerror})") from None
-    finally:
-        plt.close(figure)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _process(separator, args, path: str, paths: dict, timings: dict) -> None:

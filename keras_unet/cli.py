@@ -43,7 +43,18 @@ class ArgumentParser(argparse.ArgumentParser):
         fail(f"{self.prog}: {message}")
 
 
-def add_dataclass_flags(parser, cls, skip=(), renames=None, choices=None, defaults=None):
+def int_or_all(text: str):
+    """An argparse type: a whole number, or "all" (None: no limit)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}")
+
+
+def add_dataclass_flags(parser, cls, skip=(), renames=None, choices=None, defaults=None,
+                        types=None):
     """Adds a flag per field of `cls`; returns the field names added.
 
     Args:
@@ -53,8 +64,10 @@ def add_dataclass_flags(parser, cls, skip=(), renames=None, choices=None, defaul
         renames: {field name: flag name without dashes} for short aliases.
         choices: {field name: allowed values}.
         defaults: {field name: default overriding the dataclass's}.
+        types: {field name: argparse type overriding the field's own}.
     """
     renames, choices, defaults = renames or {}, choices or {}, defaults or {}
+    types = types or {}
     docs = _argument_docs(cls)
     added = []
     for field in dataclasses.fields(cls):
@@ -62,7 +75,7 @@ def add_dataclass_flags(parser, cls, skip=(), renames=None, choices=None, defaul
             continue
         flag = "--" + renames.get(field.name, field.name).replace("_", "-")
         default = defaults.get(field.name, field.default)
-        kind = _field_type(field)
+        kind = types.get(field.name) or _field_type(field)
         help_text = f"{docs.get(field.name, '')} (default: {default})"
         if kind is bool:
             parser.add_argument(flag, dest=field.name, default=default, help=help_text,

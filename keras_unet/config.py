@@ -13,7 +13,9 @@ from typing import Optional
 PRESETS = ("seed", "paper")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
 WINDOWS = ("hann", "hamming")
+INPUT_SCALES = ("linear", "decibel")
 RUN_CONFIG_FILE = "config.json"  # the RunConfig JSON beside checkpoints and in exports
 HISTORY_FILE = "history.csv"  # per-epoch losses, in TrainConfig.save_dir
 
@@ -84,6 +86,10 @@ class ModelConfig:
         decoder_activation: "leaky_relu" or "relu".
         decoder_dropout_layers: how many of the first decoder layers use dropout.
         dropout_rate: dropout rate of those layers.
+        input_scale: what the encoder sees of the (max-normalised) mix
+            magnitude: "linear", the magnitude itself, or "decibel", its
+            level in dB mapped from [-input_range_db, 0] onto [0, 1].
+        input_range_db: the level range of the "decibel" scale, in dB.
     """
 
     preset: str = "seed"
@@ -95,6 +101,8 @@ class ModelConfig:
     decoder_activation: str = "leaky_relu"
     decoder_dropout_layers: int = 0
     dropout_rate: float = 0.5
+    input_scale: str = "linear"
+    input_range_db: float = 80.0
 
     def __post_init__(self):
         _require(self.preset in PRESETS,
@@ -112,6 +120,10 @@ class ModelConfig:
                  f"Received: {self.decoder_dropout_layers}")
         _require(0.0 <= self.dropout_rate < 1.0,
                  f"`dropout_rate` must be in [0, 1). Received: {self.dropout_rate}")
+        _require(self.input_scale in INPUT_SCALES,
+                 f"`input_scale` must be one of {INPUT_SCALES}. Received: {self.input_scale!r}")
+        _require(self.input_range_db > 0,
+                 f"`input_range_db` must be positive. Received: {self.input_range_db}")
 
     @classmethod
     def from_preset(cls, name: str) -> "ModelConfig":
@@ -139,9 +151,12 @@ class DataConfig:
     """Where training audio comes from and how it is turned into patches.
 
     Args:
-        musdb_root: MUSDB18 root folder; None means the bundled stempeg clip.
+        musdb_root: MUSDB18 root folder (None, and no mir1k_root: the bundled
+            stempeg clip).
         is_wav: the root holds MUSDB18-HQ (`.wav` folders) instead of `.stem.mp4`.
-        n_songs: use the first N tracks of the training split (None: all).
+        mir1k_root: MIR-1K folder (the unzipped MIR-1K/ or its Wavfile/);
+            trains on its training singers, abjones and amy.
+        n_songs: use the first N songs of the training split ("all" or None: all).
         cache_dir: folder for decoded waveforms on disk (None: memory only).
         stereo_as_examples: use each stereo channel as its own example
             instead of downmixing to mono.
@@ -154,11 +169,14 @@ class DataConfig:
         patches_per_epoch: training patches drawn per epoch.
         validation_seconds: length of the bundled clip's end held out for
             validation.
+        validation_share: MIR-1K: share of each singer's songs held out
+            (whole songs) for validation.
     """
 
     musdb_root: Optional[str] = None
     is_wav: bool = False
-    n_songs: Optional[int] = 10
+    mir1k_root: Optional[str] = None
+    n_songs: Optional[int] = None
     cache_dir: Optional[str] = None
     stereo_as_examples: bool = False
     augment_gain: bool = True
@@ -167,8 +185,12 @@ class DataConfig:
     silent_patch_rate: float = 0.1
     patches_per_epoch: int = 64
     validation_seconds: float = 1.5
+    validation_share: float = 0.15
 
     def __post_init__(self):
+        _require(self.musdb_root is None or self.mir1k_root is None,
+                 "`musdb_root` and `mir1k_root` cannot both be set: train on one dataset. "
+                 f"Received: {self.musdb_root!r} and {self.mir1k_root!r}")
         _require(self.n_songs is None or self.n_songs >= 1,
                  f"`n_songs` must be >= 1. Received: {self.n_songs}")
         _require(0.0 <= self.silent_patch_rate <= 1.0,
@@ -177,6 +199,8 @@ class DataConfig:
                  f"`patches_per_epoch` must be >= 1. Received: {self.patches_per_epoch}")
         _require(self.validation_seconds > 0,
                  f"`validation_seconds` must be positive. Received: {self.validation_seconds}")
+        _require(0.0 <= self.validation_share < 1.0,
+                 f"`validation_share` must be in [0, 1). Received: {self.validation_share}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +210,15 @@ class TrainConfig:
     Args:
         epochs: number of epochs.
         batch_size: global batch size (split across replicas).
-        learning_rate: Adam learning rate.
+        learning_rate: Adam learning rate (the peak, with a schedule).
+        lr_schedule: "constant"; "cosine", decay to 1% of it by the last
+            step; or "plateau", halve it after `plateau_epochs` epochs
+            without a better validation vocals SI-SDR.
+        warmup_steps: steps of linear warm-up from 0 to the learning rate
+            (constant and cosine schedules).
+        plateau_epochs: patience of the plateau schedule, in epochs.
+        early_stopping_epochs: stop after this many epochs without a better
+            validation vocals SI-SDR (None: never).
         seed: random seed of weights, offsets and augmentation.
         save_dir: folder of checkpoints, history and TensorBoard logs.
         export_dir: SavedModel folder (None: saved_models/<run name>).
@@ -199,6 +231,10 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 16
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    plateau_epochs: int = 5
+    early_stopping_epochs: Optional[int] = None
     seed: int = 0
     save_dir: str = "checkpoints"
     export_dir: Optional[str] = None
@@ -213,6 +249,17 @@ class TrainConfig:
                  f"`batch_size` must be >= 1. Received: {self.batch_size}")
         _require(self.learning_rate > 0,
                  f"`learning_rate` must be positive. Received: {self.learning_rate}")
+        _require(self.lr_schedule in LR_SCHEDULES,
+                 f"`lr_schedule` must be one of {LR_SCHEDULES}. Received: {self.lr_schedule!r}")
+        _require(self.warmup_steps >= 0,
+                 f"`warmup_steps` must be >= 0. Received: {self.warmup_steps}")
+        _require(self.warmup_steps == 0 or self.lr_schedule != "plateau",
+                 "`warmup_steps` works with the constant and cosine schedules, not plateau. "
+                 f"Received: warmup_steps={self.warmup_steps}")
+        _require(self.plateau_epochs >= 1,
+                 f"`plateau_epochs` must be >= 1. Received: {self.plateau_epochs}")
+        _require(self.early_stopping_epochs is None or self.early_stopping_epochs >= 1,
+                 f"`early_stopping_epochs` must be >= 1. Received: {self.early_stopping_epochs}")
         _require(self.strategy in STRATEGIES,
                  f"`strategy` must be one of {STRATEGIES}. Received: {self.strategy!r}")
         _require(self.log_every_steps >= 1,

@@ -18,6 +18,12 @@ Methods scored on the same tracks, in the same run:
   track's own rate, on the grid where the model's mask is applied; the
   ceiling of magnitude masking on that grid.
 
+MIR-1K (`mir1k_loaders`) is scored the field's way as well: BSS Eval v3
+(`mir_eval.separation.bss_eval_sources`) on each whole clip, the channel
+mean of each signal, with NSDR = SDR(estimate) - SDR(mixture), and
+GNSDR / GSIR / GSAR / GSDR the means over clips weighted by their length
+(Huang et al. 2014, Park et al. 2018), beside the v4 medians.
+
 The JSON written by `write_json` holds every figure (null where a metric is
 undefined, e.g. a track whose vocals are silent throughout):
 
@@ -31,7 +37,13 @@ undefined, e.g. a track whose vocals are silent throughout):
       "metrics": ["SDR", "SIR", "SAR", "ISR"],
       "tracks": {track name: {method: {source: {"SDR": dB, "SIR": dB,
                                                  "SAR": dB, "ISR": dB}}}},
-      "median": {method: {source: {"SDR": dB, "SIR": dB, "SAR": dB, "ISR": dB}}}
+      "median": {method: {source: {"SDR": dB, "SIR": dB, "SAR": dB, "ISR": dB}}},
+      "seconds": {track name: duration},
+      # with BSS Eval v3 (MIR-1K) only; per track, each source also holds
+      # "SDR_v3", "SIR_v3", "SAR_v3" and "NSDR_v3":
+      "bss_eval_v3": {"aggregate": "mean over tracks weighted by their length",
+                      "global": {method: {source: {"GNSDR": dB, "GSIR": dB,
+                                                   "GSAR": dB, "GSDR": dB}}}}
     }
 
 This module imports TensorFlow only inside the functions that need it, so
@@ -52,10 +64,14 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from keras_unet.files import atomic_path
+from pipelines import mir1k
 from pipelines.audio_io import read_audio, resample
 
 SOURCES = ("vocals", "accompaniment")
 METRICS = ("SDR", "SIR", "SAR", "ISR")
+V3_METRICS = ("SDR_v3", "SIR_v3", "SAR_v3", "NSDR_v3")  # per track, with BSS Eval v3
+GLOBAL_METRICS = {"GNSDR": "NSDR_v3", "GSIR": "SIR_v3", "GSAR": "SAR_v3", "GSDR": "SDR_v3"}
+PER_TRACK_ROWS = 30  # the table lists every track up to this many, else only the summaries
 WINDOW_SECONDS = 1.0
 MIXTURE_FILE = "mixture.wav"
 SOURCE_FILES = {"vocals": "vocals.wav", "accompaniment": "accompaniment.wav"}
@@ -226,6 +242,37 @@ def track_loaders(tracks_dir: Optional[str] = None, musdb_root: Optional[str] = 
     return [(bundled_clip_name(), bundled_clip)]
 
 
+def mir1k_track(clip: mir1k.Clip) -> Track:
+    """One MIR-1K clip: vocals = right channel, accompaniment = left, mixture = their sum.
+
+    Raises:
+        TrackError: the clip cannot be read or is not stereo.
+    """
+    try:
+        vocals, accompaniment, rate = mir1k.read_clip(clip.path)
+    except mir1k.Mir1kError as error:
+        raise TrackError(str(error)) from None
+    return Track(name=clip.name, mixture=vocals + accompaniment, vocals=vocals,
+                 accompaniment=accompaniment, sample_rate_hz=rate)
+
+
+def mir1k_loaders(root: str, subset: str = "test") -> List[Tuple[str, Callable[[], Track]]]:
+    """MIR-1K's clips of a subset (standard split by singer) as (name, loader) pairs.
+
+    Args:
+        root: the unzipped MIR-1K folder or its `Wavfile/` folder.
+        subset: "test" (the 17 singers other than abjones and amy) or "train".
+
+    Raises:
+        TrackError: no such folder, or no clip of the subset in it.
+    """
+    try:
+        clips = mir1k.list_clips(root, subset)
+    except mir1k.Mir1kError as error:
+        raise TrackError(f"--mir1k-root {error}") from None
+    return [(clip.name, functools.partial(mir1k_track, clip)) for clip in clips]
+
+
 # === Baselines ===
 
 def mixture_estimates(track: Track) -> Dict[str, np.ndarray]:
@@ -373,12 +420,95 @@ def score(references: Dict[str, np.ndarray], estimates: Dict[str, np.ndarray],
             for i, source in enumerate(SOURCES)}
 
 
+def _bss_eval_v3(references: np.ndarray, estimates: np.ndarray):
+    """mir_eval's (SDR, SIR, SAR) of (sources, samples) estimates; None where one is silent."""
+    import mir_eval
+
+    try:
+        sdr, sir, sar, _ = mir_eval.separation.bss_eval_sources(
+            references, estimates, compute_permutation=False)
+    except ValueError:  # a silent estimate: BSS Eval is undefined
+        return None
+    return sdr, sir, sar
+
+
+def _mono_sources(signals: Dict[str, np.ndarray], length: int) -> np.ndarray:
+    """(sources, samples) float64: each source's channel mean, cut or padded to `length`."""
+    rows = []
+    for source in SOURCES:
+        mono = np.asarray(signals[source], np.float64).mean(axis=1)[:length]
+        rows.append(np.pad(mono, (0, length - len(mono))))
+    return np.stack(rows)
+
+
+def score_v3(references: Dict[str, np.ndarray], estimates: Dict[str, np.ndarray],
+             mixture_sdr: np.ndarray) -> Dict[str, Dict[str, Optional[float]]]:
+    """BSS Eval v3 of one track's estimates on the whole track, as MIR-1K papers report it.
+
+    Args:
+        references: {source: (samples, channels)}, the true sources.
+        estimates: {source: (samples, channels)}.
+        mixture_sdr: float (sources,), the v3 SDR of the mixture as the
+            estimate of each source (`mixture_sdr_v3`).
+
+    Returns:
+        {source: {"SDR_v3", "SIR_v3", "SAR_v3", "NSDR_v3": dB, None where undefined}}.
+    """
+    length = len(references[SOURCES[0]])
+    result = _bss_eval_v3(_mono_sources(references, length), _mono_sources(estimates, length))
+    if result is None or mixture_sdr is None:
+        return {source: dict.fromkeys(V3_METRICS) for source in SOURCES}
+    sdr, sir, sar = result
+    return {source: {"SDR_v3": float(sdr[i]), "SIR_v3": float(sir[i]), "SAR_v3": float(sar[i]),
+                     "NSDR_v3": float(sdr[i] - mixture_sdr[i])}
+            for i, source in enumerate(SOURCES)}
+
+
+def mixture_sdr_v3(references: Dict[str, np.ndarray], mixture: np.ndarray):
+    """float (sources,): BSS Eval v3 SDR of the unprocessed mixture for each source (or None)."""
+    length = len(references[SOURCES[0]])
+    result = _bss_eval_v3(_mono_sources(references, length),
+                          _mono_sources({source: mixture for source in SOURCES}, length))
+    return None if result is None else result[0]
+
+
 def score_methods(references: Dict[str, np.ndarray],
                   estimates_by_method: Dict[str, Dict[str, np.ndarray]],
-                  sample_rate_hz: int) -> Scores:
-    """{method: {source: {metric: dB}}} of one track; runs in a worker process under --jobs."""
-    return {method: score(references, estimates, sample_rate_hz)
-            for method, estimates in estimates_by_method.items()}
+                  sample_rate_hz: int, mixture: Optional[np.ndarray] = None) -> Scores:
+    """{method: {source: {metric: dB}}} of one track; runs in a worker process under --jobs.
+
+    With `mixture` (samples, channels), each source also gets the BSS Eval v3
+    metrics of `score_v3`.
+    """
+    scores = {method: score(references, estimates, sample_rate_hz)
+              for method, estimates in estimates_by_method.items()}
+    if mixture is not None:
+        mixture_sdr = mixture_sdr_v3(references, mixture)
+        for method, estimates in estimates_by_method.items():
+            for source, values in score_v3(references, estimates, mixture_sdr).items():
+                scores[method][source].update(values)
+    return scores
+
+
+def global_v3(tracks: Dict[str, Scores], seconds: Dict[str, float]) -> Scores:
+    """{method: {source: {GNSDR, GSIR, GSAR, GSDR}}}: length-weighted means over tracks.
+
+    Tracks where a metric is undefined (None) are left out of its mean.
+    """
+    methods = list(dict.fromkeys(method for scores in tracks.values() for method in scores))
+    result = {}
+    for method in methods:
+        result[method] = {}
+        for source in SOURCES:
+            result[method][source] = {}
+            for name, metric in GLOBAL_METRICS.items():
+                pairs = [(scores[method][source].get(metric), seconds[track])
+                         for track, scores in tracks.items() if method in scores]
+                pairs = [(value, weight) for value, weight in pairs if value is not None]
+                result[method][source][name] = (
+                    float(np.average([v for v, _ in pairs], weights=[w for _, w in pairs]))
+                    if pairs else None)
+    return result
 
 
 def median_over_tracks(tracks: Dict[str, Scores]) -> Scores:
@@ -416,7 +546,8 @@ def _single_threaded_blas():
 
 def evaluate_tracks(loaders: List[Tuple[str, Callable[[], Track]]],
                     estimators: Dict[str, Callable[[Track], Dict[str, np.ndarray]]],
-                    jobs: int = 1, progress: Optional[bool] = None) -> Dict[str, dict]:
+                    jobs: int = 1, progress: Optional[bool] = None,
+                    bss_eval_v3: bool = False) -> Tuple[Dict[str, dict], Dict[str, float]]:
     """Estimates every track with every method and scores them.
 
     Estimation (the model, the baselines) runs here, one track at a time;
@@ -429,16 +560,22 @@ def evaluate_tracks(loaders: List[Tuple[str, Callable[[], Track]]],
         estimators: {method: function(track) -> {source: (samples, channels)}}.
         jobs: scoring processes; 1 scores in this process.
         progress: show a tqdm bar (None: only on a terminal).
+        bss_eval_v3: also score with BSS Eval v3 (`score_v3`).
 
     Returns:
-        {track name: {method: {source: {metric: dB}}}} in the order of `loaders`.
+        ({track name: {method: {source: {metric: dB}}}}, {track name:
+        seconds}), both in the order of `loaders`.
     """
     from tqdm import tqdm
 
-    def estimate(loader):
+    seconds = {}
+
+    def estimate(name, loader):
         track = loader()
+        seconds[name] = len(track.mixture) / track.sample_rate_hz
         estimates = {method: estimator(track) for method, estimator in estimators.items()}
-        return track.references, estimates, track.sample_rate_hz
+        return (track.references, estimates, track.sample_rate_hz,
+                track.mixture if bss_eval_v3 else None)
 
     names = [name for name, _ in loaders]
     if len(set(names)) != len(names):
@@ -449,7 +586,7 @@ def evaluate_tracks(loaders: List[Tuple[str, Callable[[], Track]]],
     if jobs <= 1:
         for name, loader in loaders:
             bar.set_postfix_str(name)
-            scores[name] = score_methods(*estimate(loader))
+            scores[name] = score_methods(*estimate(name, loader))
             bar.update()
     else:
         context = multiprocessing.get_context("spawn")
@@ -464,20 +601,21 @@ def evaluate_tracks(loaders: List[Tuple[str, Callable[[], Track]]],
                         scores[pending.pop(future)] = future.result()
                         bar.update()
                 bar.set_postfix_str(name)
-                pending[pool.submit(score_methods, *estimate(loader))] = name
+                pending[pool.submit(score_methods, *estimate(name, loader))] = name
             for future in concurrent.futures.as_completed(pending):
                 scores[pending[future]] = future.result()
                 bar.update()
     bar.close()
-    return {name: scores[name] for name in names}
+    return {name: scores[name] for name in names}, {name: seconds[name] for name in names}
 
 
 # === Reports ===
 
-def report(model_path: str, stft_config, tracks: Dict[str, dict]) -> dict:
-    """The JSON document of the module docstring."""
+def report(model_path: str, stft_config, tracks: Dict[str, dict],
+           seconds: Dict[str, float]) -> dict:
+    """The JSON document of the module docstring (with "bss_eval_v3" when the tracks hold it)."""
     methods = list(dict.fromkeys(method for scores in tracks.values() for method in scores))
-    return {
+    document = {
         "model": model_path,
         "stft": dataclasses.asdict(stft_config),
         "bss_eval": {"version": "v4", "window_seconds": WINDOW_SECONDS,
@@ -488,7 +626,13 @@ def report(model_path: str, stft_config, tracks: Dict[str, dict]) -> dict:
         "metrics": list(METRICS),
         "tracks": tracks,
         "median": median_over_tracks(tracks),
+        "seconds": seconds,
     }
+    if any(V3_METRICS[0] in values for scores in tracks.values()
+           for sources in scores.values() for values in sources.values()):
+        document["bss_eval_v3"] = {"aggregate": "mean over tracks weighted by their length",
+                                   "global": global_v3(tracks, seconds)}
+    return document
 
 
 def _number(value: Optional[float]) -> str:
@@ -496,24 +640,38 @@ def _number(value: Optional[float]) -> str:
 
 
 def format_table(document: dict) -> str:
-    """The console table: one row per track, method and source, then the medians."""
-    rows = [(name, scores) for name, scores in document["tracks"].items()]
-    rows.append((f"median of {len(document['tracks'])}", document["median"]))
+    """The console table: a row per track (up to PER_TRACK_ROWS tracks), method and source,
+    then the medians, then the BSS Eval v3 global figures when present."""
+    n_tracks = len(document["tracks"])
+    rows = list(document["tracks"].items()) if n_tracks <= PER_TRACK_ROWS else []
+    rows.append((f"median of {n_tracks}", document["median"]))
     name_width = max(12, *(len(name) for name, _ in rows))
     method_width = max(len(method) for method in document["methods"])
+    lines = _score_lines(rows, document["methods"], METRICS, name_width, method_width)
+    lines.append("dB; BSS Eval v4, median over 1 s windows, then over tracks")
+    if "bss_eval_v3" in document:
+        lines += [""] + _score_lines([(f"global of {n_tracks}",
+                                       document["bss_eval_v3"]["global"])],
+                                     document["methods"], tuple(GLOBAL_METRICS), name_width,
+                                     method_width)
+        lines.append("dB; BSS Eval v3 on whole tracks, NSDR = SDR - SDR of the mixture, "
+                     "means weighted by track length")
+    return "\n".join(lines)
+
+
+def _score_lines(rows, methods, metrics, name_width: int, method_width: int) -> List[str]:
     header = (f"{'track':<{name_width}}  {'method':<{method_width}}  {'source':<13}"
-              + "".join(f"  {metric:>6}" for metric in METRICS))
+              + "".join(f"  {metric:>6}" for metric in metrics))
     lines = [header, "-" * len(header)]
     for name, scores in rows:
-        if name == rows[-1][0]:
+        if name == rows[-1][0] and len(rows) > 1:
             lines.append("-" * len(header))
-        for method in document["methods"]:
+        for method in methods:
             for source in SOURCES:
                 values = scores[method][source]
                 lines.append(f"{name:<{name_width}}  {method:<{method_width}}  {source:<13}"
-                             + "".join(f"  {_number(values[metric])}" for metric in METRICS))
-    lines.append("dB; BSS Eval v4, median over 1 s windows, then over tracks")
-    return "\n".join(lines)
+                             + "".join(f"  {_number(values[metric])}" for metric in metrics))
+    return lines
 
 
 def write_json(path: str, document: dict) -> None:

@@ -2,10 +2,11 @@
 
 Outputs, under `config.train.save_dir`:
     config.json                  the run's RunConfig
-    best_model.keras             lowest validation loss
+    best_model.keras             highest validation vocals SI-SDR (`callbacks.CheckpointWriter`)
     final_model.keras            after the last epoch
     checkpoint_epoch_5.keras     every 5 epochs
-    history.csv                  epoch, loss, val_loss, learning_rate
+    history.csv                  epoch, loss, val_loss, validation SDR and mask
+                                 statistics (`callbacks.SeparationMetrics`), learning_rate
     logs/YYYYMMDD_HHMMSS/        TensorBoard (train/ and validation/)
     backup/                      BackupAndRestore state while a run is unfinished
 and the best model exported as a SavedModel to the export folder.
@@ -34,6 +35,7 @@ from keras_unet.precision import resolve_precision
 from keras_unet.steps import masked_l1_loss
 
 CHECKPOINT_EVERY_EPOCHS = 5
+COSINE_FINAL_SHARE = 0.01  # the cosine schedule ends at 1% of the peak learning rate
 BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
 MIRRORED_CPU_REPLICAS = 2
 
@@ -114,33 +116,66 @@ def _prepare_save_dir(config: RunConfig, resume: bool) -> str:
     return backup_dir
 
 
-def _best_val_loss(history: list) -> float:
-    losses = [row["val_loss"] for row in history if math.isfinite(row["val_loss"])]
-    return min(losses, default=math.inf)
-
-
-def _make_callbacks(config, backup_dir, log_dir, resume, example):
+def _make_callbacks(config, backup_dir, log_dir, resume, example, validation_tracks):
     save_dir = config.train.save_dir
     history_path = os.path.join(save_dir, HISTORY_FILE)
-    best = _best_val_loss(unet_callbacks.read_history(history_path)) if resume else math.inf
+    best = (unet_callbacks.best_score(unet_callbacks.read_history(history_path)) if resume
+            else -math.inf)
     # Order matters: history and checkpoints are written before the backup, so
     # a run killed in between repeats that epoch instead of skipping it.
     backup = ([keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True)]
               if config.train.strategy != "multiworker" else [])
+    songs = [(track.mix, track.vocals) for track in validation_tracks]
     return [
         keras.callbacks.TerminateOnNaN(),
+        # First: it adds the separation scores to the logs the others read.
+        unet_callbacks.SeparationMetrics(songs, config.stft, config.train.batch_size),
         unet_callbacks.HistoryWriter(history_path, resume=resume),
-        unet_callbacks.CheckpointWriter(save_dir, CHECKPOINT_EVERY_EPOCHS, best_val_loss=best),
+        unet_callbacks.CheckpointWriter(save_dir, CHECKPOINT_EVERY_EPOCHS, best_score=best),
         *backup,
+        *_schedule_callbacks(config),
         keras.callbacks.TensorBoard(log_dir, update_freq=config.train.log_every_steps),
         unet_callbacks.SpectrogramSummaries(log_dir, example, config.stft),
     ]
 
 
+def learning_rate(config: RunConfig):
+    """Adam's learning rate: a float (constant, plateau) or a Keras schedule over the run's steps.
+
+    Warm-up and cosine decay are Keras' `CosineDecay`: a constant rate after
+    warm-up is its decay with alpha = 1 (it decays to 100% of the peak).
+    """
+    train = config.train
+    if train.lr_schedule == "plateau" or (train.lr_schedule == "constant"
+                                          and train.warmup_steps == 0):
+        return train.learning_rate
+    total_steps = train.epochs * _steps_per_epoch(config)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if train.warmup_steps else train.learning_rate,
+        decay_steps=max(1, total_steps - train.warmup_steps),
+        alpha=COSINE_FINAL_SHARE if train.lr_schedule == "cosine" else 1.0,
+        warmup_target=train.learning_rate if train.warmup_steps else None,
+        warmup_steps=train.warmup_steps)
+
+
+def _schedule_callbacks(config: RunConfig) -> list:
+    """ReduceLROnPlateau and EarlyStopping on the validation vocals SI-SDR, as configured."""
+    train = config.train
+    monitor = {"monitor": unet_callbacks.BEST_MODEL_MONITOR, "mode": "max", "verbose": 1}
+    found = []
+    if train.lr_schedule == "plateau":
+        found.append(keras.callbacks.ReduceLROnPlateau(
+            factor=0.5, patience=train.plateau_epochs, min_delta=0.05, **monitor))
+    if train.early_stopping_epochs is not None:
+        found.append(keras.callbacks.EarlyStopping(
+            patience=train.early_stopping_epochs, min_delta=0.05, **monitor))
+    return found
+
+
 def _build_compiled_model(config: RunConfig, strategy) -> keras.Model:
     with strategy.scope():
         model = build_model(config, dtype_policy=resolve_precision(config.train.precision))
-        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(config)))
     return model
 
 
@@ -254,7 +289,8 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     train_tracks, validation_tracks = load_tracks(config)
     model = _build_compiled_model(config, strategy)
     run_callbacks = (_make_callbacks(config, backup_dir, log_dir, resume,
-                                     validation_patch(validation_tracks, config))
+                                     validation_patch(validation_tracks, config),
+                                     validation_tracks)
                      if chief else [])
     if config.train.strategy == "multiworker":
         fit_multiworker(model, strategy, config, train_tracks, validation_tracks, run_callbacks)

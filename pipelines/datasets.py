@@ -148,8 +148,10 @@ def make_validation_dataset(tracks, config: RunConfig, batch_size: int) -> tf.da
 def validation_patch(tracks, config: RunConfig) -> dict:
     """One fixed validation example to draw and play (TensorBoard).
 
-    The tile of the first track with the most vocal energy (channel 0), as
-    `make_validation_dataset` makes it.
+    The tile with the most vocal energy (channel 0) among those that lie
+    wholly inside their track, so the picture is full of music; among all
+    tiles when no track is a patch long. Made as `make_validation_dataset`
+    makes it.
 
     Args:
         tracks: non-empty list of `pipelines.sources.Track` (validation).
@@ -157,6 +159,8 @@ def validation_patch(tracks, config: RunConfig) -> dict:
 
     Returns:
         A dict:
+            name: the track's name.
+            start_seconds: where the tile starts in the track.
             mix_waveform: float32 (T*hop,), the mix from the tile's start,
                 zeros past the track's end. `transforms.stft` of it gives
                 T + 1 frames; its first T are the patch's (the first
@@ -171,11 +175,13 @@ def validation_patch(tracks, config: RunConfig) -> dict:
         ValueError: no tracks.
     """
     _check(tracks, batch_size=1)
-    track = tracks[0]
     length = patches.patch_samples(config.stft)
-    starts = patches.tile_starts(track.n_samples, config.stft)
-    energy = [np.sum(np.square(track.vocals[start:start + length, 0])) for start in starts]
-    start = int(starts[int(np.argmax(energy))])
+    candidates = [(start + length <= track.n_samples,
+                   float(np.sum(np.square(track.vocals[start:start + length, 0]))), index, start)
+                  for index, track in enumerate(tracks)
+                  for start in patches.tile_starts(track.n_samples, config.stft)]
+    _, _, index, start = max(candidates)
+    track, start = tracks[index], int(start)
     waveforms = _waveforms([track], config.data.stereo_as_examples)
     tile = {"track": tf.constant(0, tf.int64), "start": tf.constant(start, tf.int64),
             "channel": tf.constant(0, tf.int64)}
@@ -185,7 +191,8 @@ def validation_patch(tracks, config: RunConfig) -> dict:
     mix_waveform = np.zeros(length, np.float32)
     real = track.mix[start:start + length, 0]
     mix_waveform[:len(real)] = real
-    return {"mix_waveform": mix_waveform, "n_samples": len(real), "mix": mix,
+    return {"name": track.name, "start_seconds": start / config.stft.sample_rate_hz,
+            "mix_waveform": mix_waveform, "n_samples": len(real), "mix": mix,
             "vocals": vocals, "frame_weights": weights}
 
 

@@ -160,7 +160,8 @@ def test_cli_writes_table_json_and_plot(tmp_path, tiny_model_path, capsys):
 
     document = json.loads((output / evaluate.SCORES_FILE).read_text())
     assert set(document) == {"model", "stft", "bss_eval", "methods", "sources", "metrics",
-                             "tracks", "median"}
+                             "tracks", "median", "seconds"}
+    assert document["seconds"] == {"one": 1.5, "two": 1.5}
     assert document["model"] == tiny_model_path
     assert document["stft"] == {**vars(TINY_RUN.stft)}
     methods = ["model", "mixture", "oracle", "oracle-full-rate"]
@@ -202,8 +203,8 @@ def test_parallel_scoring_gives_the_same_scores(tmp_path):
                     disjoint_track(rate=8000, seconds=1.0, seed=seed, channels=1))
     loaders = evaluation.track_loaders(tracks_dir=str(tracks))
     methods = {"mixture": evaluation.mixture_estimates}
-    serial = evaluation.evaluate_tracks(loaders, methods, jobs=1, progress=False)
-    parallel = evaluation.evaluate_tracks(loaders, methods, jobs=2, progress=False)
+    serial, _ = evaluation.evaluate_tracks(loaders, methods, jobs=1, progress=False)
+    parallel, _ = evaluation.evaluate_tracks(loaders, methods, jobs=2, progress=False)
     assert list(parallel) == list(serial) == ["t1", "t2"]
     for name in serial:  # BLAS thread counts differ between the processes: rounding only
         for source in evaluation.SOURCES:
@@ -260,3 +261,82 @@ def test_bundled_clip_oracle_above_model_and_mixture(tmp_path, tiny_model_path):
     assert vocals_sdr["oracle"] > vocals_sdr["model"]
     assert vocals_sdr["oracle"] > vocals_sdr["mixture"]
     assert list(document["tracks"]) == [evaluation.bundled_clip_name()]
+
+
+# === MIR-1K: BSS Eval v3, GNSDR ===
+
+def _rms(samples):
+    return float(np.sqrt(np.mean(np.square(samples))))
+
+
+def _mir1k_clip(folder, name, seconds, accompaniment_gain, seed):
+    """A MIR-1K-style stereo clip (left accompaniment, right vocals) with disjoint bands.
+
+    The accompaniment is `accompaniment_gain` times as loud as the vocals (RMS).
+    """
+    track = disjoint_track(rate=16000, seconds=seconds, seed=seed, channels=1)
+    vocals, accompaniment = track.vocals, track.accompaniment
+    accompaniment = accompaniment_gain * _rms(vocals) / _rms(accompaniment) * accompaniment
+    stereo = np.concatenate([accompaniment, vocals], axis=1)
+    soundfile.write(folder / f"{name}.wav", stereo, 16000, subtype="FLOAT")
+
+
+@pytest.fixture(scope="module")
+def mir1k_root(tmp_path_factory):
+    """Two test-singer clips (1 s at 0 dB, 3 s with the band 6 dB louder) and a training one."""
+    root = tmp_path_factory.mktemp("MIR-1K")
+    (root / "Wavfile").mkdir()
+    _mir1k_clip(root / "Wavfile", "bobon_1_01", 1.0, 1.0, seed=1)
+    _mir1k_clip(root / "Wavfile", "bobon_1_02", 3.0, 2.0, seed=2)
+    _mir1k_clip(root / "Wavfile", "amy_1_01", 1.0, 1.0, seed=3)
+    return root
+
+
+def _error_20_db_below_the_vocals(track):
+    """Each source plus the other scaled to 20 dB below it: SDR 20 dB, whatever the clip."""
+    vocals, accompaniment = track.vocals, track.accompaniment
+    return {"vocals": vocals + 0.1 * _rms(vocals) / _rms(accompaniment) * accompaniment,
+            "accompaniment": accompaniment + 0.1 * _rms(accompaniment) / _rms(vocals) * vocals}
+
+
+def test_gnsdr_is_the_length_weighted_sdr_gain_over_the_mixture(mir1k_root):
+    loaders = evaluation.mir1k_loaders(str(mir1k_root), "test")
+    assert [name for name, _ in loaders] == ["bobon_1_01", "bobon_1_02"]
+    tracks, seconds = evaluation.evaluate_tracks(
+        loaders, {"known": _error_20_db_below_the_vocals, "mixture": evaluation.mixture_estimates},
+        progress=False, bss_eval_v3=True)
+    assert seconds == {"bobon_1_01": 1.0, "bobon_1_02": 3.0}
+    first, second = (tracks[name]["known"]["vocals"] for name in seconds)
+    assert first["SDR_v3"] == pytest.approx(20.0, abs=0.3)
+    assert second["SDR_v3"] == pytest.approx(20.0, abs=0.3)
+    # The mixture's vocals SDR is 0 dB in the first clip, -6.02 dB in the second.
+    assert first["NSDR_v3"] == pytest.approx(20.0, abs=0.3)
+    assert second["NSDR_v3"] == pytest.approx(26.02, abs=0.3)
+    assert tracks["bobon_1_02"]["mixture"]["vocals"]["SDR_v3"] == pytest.approx(-6.02, abs=0.3)
+
+    known = evaluation.global_v3(tracks, seconds)["known"]["vocals"]
+    assert known["GNSDR"] == pytest.approx((20.0 + 3 * 26.02) / 4, abs=0.3)  # not the mean, 23
+    assert known["GSIR"] == pytest.approx(20.0, abs=0.5)
+    assert known["GSDR"] == pytest.approx(20.0, abs=0.3)
+
+
+def test_cli_reports_gnsdr_on_mir1k(tmp_path, mir1k_root, tiny_model_path, capsys):
+    output = tmp_path / "out"
+    assert evaluate.main(["--model", tiny_model_path, "--mir1k-root", str(mir1k_root),
+                          "-o", str(output)]) == 0
+    document = json.loads((output / evaluate.SCORES_FILE).read_text())
+    assert list(document["tracks"]) == ["bobon_1_01", "bobon_1_02"]
+    global_scores = document["bss_eval_v3"]["global"]
+    assert global_scores["mixture"]["vocals"]["GNSDR"] == pytest.approx(0.0, abs=1e-6)
+    assert global_scores["oracle"]["vocals"]["GNSDR"] > 10.0
+    assert "GNSDR" in capsys.readouterr().out
+    train = tmp_path / "train"
+    assert evaluate.main(["--model", tiny_model_path, "--mir1k-root", str(mir1k_root),
+                          "--subset", "train", "-o", str(train)]) == 0
+    assert list(json.loads((train / evaluate.SCORES_FILE).read_text())["tracks"]) == ["amy_1_01"]
+
+
+def test_mir1k_root_without_clips_is_one_line_and_exit_2(tmp_path, tiny_model_path, capsys):
+    assert "no MIR-1K clips" in _error_line(
+        capsys, ["--model", tiny_model_path, "--mir1k-root", str(tmp_path),
+                 "-o", str(tmp_path / "out")])
