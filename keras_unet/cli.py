@@ -54,7 +54,7 @@ def int_or_all(text: str):
 
 
 def add_dataclass_flags(parser, cls, skip=(), renames=None, choices=None, defaults=None,
-                        types=None):
+                        types=None, later=None):
     """Adds a flag per field of `cls`; returns the field names added.
 
     Args:
@@ -65,18 +65,21 @@ def add_dataclass_flags(parser, cls, skip=(), renames=None, choices=None, defaul
         choices: {field name: allowed values}.
         defaults: {field name: default overriding the dataclass's}.
         types: {field name: argparse type overriding the field's own}.
+        later: {field name: text}: flags whose default (None here) the
+            caller settles after parsing, the text saying how, for the help.
     """
     renames, choices, defaults = renames or {}, choices or {}, defaults or {}
-    types = types or {}
+    types, later = types or {}, later or {}
     docs = _argument_docs(cls)
     added = []
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         flag = "--" + renames.get(field.name, field.name).replace("_", "-")
-        default = defaults.get(field.name, field.default)
+        default = None if field.name in later else defaults.get(field.name, field.default)
         kind = types.get(field.name) or _field_type(field)
-        help_text = f"{docs.get(field.name, '')} (default: {default})"
+        shown = later.get(field.name, "all" if default is None and kind is int_or_all else default)
+        help_text = f"{docs.get(field.name, '')} (default: {shown})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, dest=field.name, default=default, help=help_text,
                                 action=argparse.BooleanOptionalAction)

@@ -219,6 +219,8 @@ class TrainConfig:
         plateau_epochs: patience of the plateau schedule, in epochs.
         early_stopping_epochs: stop after this many epochs without a better
             validation vocals SI-SDR (None: never).
+        init_mask_bias: start the mask at the constant with the lowest loss
+            on the training data, not at 0.5.
         seed: random seed of weights, offsets and augmentation.
         save_dir: folder of checkpoints, history and TensorBoard logs.
         export_dir: SavedModel folder (None: saved_models/<run name>).
@@ -235,6 +237,7 @@ class TrainConfig:
     warmup_steps: int = 0
     plateau_epochs: int = 5
     early_stopping_epochs: Optional[int] = None
+    init_mask_bias: bool = False
     seed: int = 0
     save_dir: str = "checkpoints"
     export_dir: Optional[str] = None

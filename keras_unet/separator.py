@@ -367,6 +367,13 @@ class Separator:
         self.trace_count = 0
         self.timings = {"read_resample": 0.0, "model": 0.0, "reconstruction": 0.0}
         config = self.stft_config
+        # A request can start before the previous one: by the resampling margin,
+        # the rounding down to an instant both rates sample (at most 1 s: see
+        # `_Song`) and the frames that overlap a block's first sample.
+        reach_seconds = RESAMPLE_MARGIN_SECONDS + 1.0
+        reach_frames = math.ceil(reach_seconds * config.sample_rate_hz
+                                 / config.hop_samples) + _lead_frames(config) + 2
+        self._reach_back_patches = 1 + math.ceil(reach_frames / patch_hop(config))
         self._model_function = tf.function(
             self._masks_of_batch, input_signature=[
                 tf.TensorSpec([batch_size, config.n_bins, config.patch_frames], tf.float32)])
@@ -530,10 +537,12 @@ class Separator:
         """Mask of the song-rate frames first..last. float32 (channels, bins, frames)."""
         config, model_config = song.config, self.stft_config
         frames = np.arange(first, last + 1)
-        # The model frames around these frames' centres, and their mask.
+        # The model frames around these frames' centres, and their mask: the
+        # interpolation reads floor(position) and floor(position) + 1, also
+        # where a position falls exactly on a model frame.
         positions = model_frame_positions(frames[[0, -1]], config, model_config)
         model_first = int(np.clip(np.floor(positions[0]), 0, song.n_model_frames - 1))
-        model_last = int(np.clip(np.ceil(positions[1]), 0, song.n_model_frames - 1))
+        model_last = int(np.clip(np.floor(positions[1]) + 1, 0, song.n_model_frames - 1))
         model_mask, model_spectrum = self._model_mask(song, cache, model_first, model_last)
         began = time.perf_counter()
         mask = map_mask(model_mask, np.abs(model_spectrum), model_first, song.n_model_frames,
@@ -551,9 +560,9 @@ class Separator:
         hop, width = patch_hop(config), config.patch_frames
         first_patch = max(0, (first + hop - width) // hop + 1)
         last_patch = min(song.n_patches - 1, (last + hop) // hop)
-        # Patches wholly before the previous one are done with: a block asks for
-        # frames a little before the last block's, never a whole patch.
-        for index in [k for k in cache.masks if k < first_patch - 1]:
+        # Patches that end before any frame a later request can reach back to
+        # are done with (`_reach_back_patches`).
+        for index in [k for k in cache.masks if k < first_patch - self._reach_back_patches]:
             del cache.masks[index], cache.spectra[index]
         if cache.next_patch <= last_patch:
             # Enough patches for whole batches of all channels, at least up to last_patch.

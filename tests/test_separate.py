@@ -1,5 +1,6 @@
 """separate.py and keras_unet.separator: outputs, full band, blocks, traces, bad input."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -7,13 +8,15 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import separate
 from keras_unet.config import ModelConfig, RunConfig, StftConfig
 from keras_unet.export import save_keras
 from keras_unet.model import build_model
-from keras_unet.separator import (Separator, full_band_vocals, map_mask, predict_mask,
-                                  separate_mono)
+from keras_unet.separator import (Separator, full_band_vocals, full_rate_stft_config, map_mask,
+                                  model_frame_positions, predict_mask, separate_mono)
 from keras_unet.transforms import magnitude, stft
 from pipelines.audio_io import resample
 from pipelines.audio_io import read_audio
@@ -217,7 +220,7 @@ def test_streamed_full_band_equals_the_whole_song_rule():
     held = resample(song, 44100, SMALL_STFT.sample_rate_hz)
     mask = predict_mask(model, magnitude(stft(held.T, SMALL_STFT)), SMALL_STFT, 4).numpy()
     whole = full_band_vocals(song, 44100, mask, SMALL_STFT)
-    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+    _assert_same_separation(streamed, whole, 44100)
     assert np.abs(whole).max() > 0.01
 
 
@@ -244,3 +247,61 @@ def test_map_mask_interpolates_and_extends_by_the_top_octave():
                                atol=1e-6)
     top_octave = np.mean([0.4, 0.5, 0.6, 0.7])  # model bins 4..7, weighted by magnitude
     np.testing.assert_allclose(mask[0, 17:], top_octave, atol=1e-6)
+
+
+# === Streaming equals whole-song separation, at every rate ===
+
+RATES_HZ = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+
+
+def _streamed_and_whole(model, song, rate, block_seconds):
+    streamed, _ = Separator(model, precision="float32", batch_size=4,
+                            block_seconds=block_seconds).separate(song, rate)
+    held = resample(song, rate, SMALL_STFT.sample_rate_hz)
+    mask = predict_mask(model, magnitude(stft(held.T, SMALL_STFT)), SMALL_STFT, 4).numpy()
+    return streamed, full_band_vocals(song, rate, mask, SMALL_STFT)
+
+
+def _assert_same_separation(streamed, whole, rate):
+    """Equal to float round-off inside; within -60 dB at the song's first and last 20 ms.
+
+    At the ends the whole-song resampler and the streamed one (which reads
+    zeros before and after the song) differ in their first few samples.
+    """
+    edge = int(0.02 * rate)
+    np.testing.assert_allclose(streamed[edge:-edge], whole[edge:-edge], atol=1e-5)
+    np.testing.assert_allclose(streamed, whole, atol=1e-3)
+
+
+def _frame_on_a_model_frame(rate):
+    """The first frame of the song-rate grid whose centre is exactly a model frame (or None)."""
+    config = full_rate_stft_config(rate, SMALL_STFT)
+    frames = np.arange(1, 4000)
+    positions = model_frame_positions(frames, config, SMALL_STFT)
+    exact = np.flatnonzero(np.abs(positions - np.round(positions)) < 1e-9)
+    return (int(frames[exact[0]]), config) if exact.size else None
+
+
+@pytest.mark.parametrize("rate", [rate for rate in RATES_HZ if _frame_on_a_model_frame(rate)])
+def test_a_block_ending_on_a_model_frame_streams_like_the_whole_song(rate):
+    """The block's last frame sits on a model frame: the interpolation needs the next one too."""
+    frame, config = _frame_on_a_model_frame(rate)
+    block_samples = (frame - 1) * config.hop_samples + 1  # its last frame is `frame`
+    assert (block_samples - 1 + config.n_fft - config.hop_samples) // config.hop_samples == frame
+    song = _tone(2 * block_samples / rate + 0.3, rate, 1)
+    streamed, whole = _streamed_and_whole(_model(SMALL_STFT), song, rate, block_samples / rate)
+    _assert_same_separation(streamed, whole, rate)
+
+
+@settings(max_examples=20, deadline=None)
+@given(rate=st.sampled_from(RATES_HZ), seconds=st.floats(0.1, 2.0),
+       block_seconds=st.floats(0.1, 1.0))
+def test_streamed_separation_is_the_whole_song_rule_at_any_rate(rate, seconds, block_seconds):
+    song = _tone(seconds, rate, 2)
+    streamed, whole = _streamed_and_whole(_streaming_model(), song, rate, block_seconds)
+    _assert_same_separation(streamed, whole, rate)
+
+
+@functools.lru_cache(maxsize=1)
+def _streaming_model():
+    return _model(SMALL_STFT)
