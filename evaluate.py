@@ -7,7 +7,9 @@
 
 Each track is separated with the code of separate.py and scored (SDR, SIR,
 SAR, ISR of vocals and accompaniment; median over 1 s windows, then over
-tracks, as SiSEC 2018). With neither --musdb-root nor --tracks it scores the
+tracks, as SiSEC 2018). A track that cannot be read or scored is named on
+stderr and left out; the others are still scored and written, and the exit
+code is then 2. With neither --musdb-root nor --tracks it scores the
 MUSDB18 clip that stempeg ships. Prints the table and writes
 OUTDIR/scores.json (every figure; its keys are documented in
 keras_unet/evaluation.py) and OUTDIR/sdr_boxplot.png.
@@ -24,9 +26,9 @@ import argparse
 import os
 import sys
 
-from keras_unet.cli import ArgumentParser, fail, import_tensorflow_quietly
+from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
+from keras_unet.config import PRECISIONS
 
-DEFAULT_MODEL = os.path.join("saved_models", "default")
 DEFAULT_OUTPUT = "evaluation"
 SCORES_FILE = "scores.json"
 PLOT_FILE = "sdr_boxplot.png"
@@ -36,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python evaluate.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"a .keras file or SavedModel folder (default: {DEFAULT_MODEL})")
+                        help="a .keras file or SavedModel folder (default: the shipped "
+                             "saved_models/default)")
     data = parser.add_mutually_exclusive_group()
     data.add_argument("--musdb-root", metavar="DIR", help="MUSDB18 root folder")
     data.add_argument("--tracks", metavar="DIR", help="a folder of track folders")
@@ -49,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"folder of the JSON and the plot (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes scoring tracks in parallel (default: 1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="model arithmetic; auto picks mixed_bfloat16 where the CPU "
+                             "has native bfloat16; scores.json records the one used "
+                             "(default: auto)")
     parser.add_argument("--oracle-full-rate", action="store_true",
                         help="also score the ideal ratio mask at each track's own rate")
     return parser
@@ -64,7 +71,6 @@ def main(argv=None) -> int:
         fail("--is-wav needs --musdb-root")
 
     from keras_unet import evaluation
-    from pipelines.audio_io import AudioError
 
     try:
         if args.mir1k_root is not None:
@@ -81,6 +87,7 @@ def main(argv=None) -> int:
     import_tensorflow_quietly()
 
     from keras_unet.export import ModelFileError, load_model, run_config_of
+    from keras_unet.precision import policy_of
     from keras_unet.separator import Separator
 
     try:
@@ -92,14 +99,20 @@ def main(argv=None) -> int:
         fail(f"-o {args.output}: cannot create ({error.strerror})")
 
     stft_config = run_config_of(model).stft
-    methods = evaluation.estimators(Separator(model), stft_config,
+    separator = Separator(model, precision=args.precision)
+    methods = evaluation.estimators(separator, stft_config,
                                     oracle_full_rate=args.oracle_full_rate)
     try:
-        tracks, seconds = evaluation.evaluate_tracks(
+        tracks, seconds, failed = evaluation.evaluate_tracks(
             loaders, methods, jobs=args.jobs, bss_eval_v3=args.mir1k_root is not None)
-    except (evaluation.TrackError, AudioError) as error:
+    except evaluation.TrackError as error:
         fail(str(error))
-    document = evaluation.report(args.model, stft_config, tracks, seconds)
+    for name, why in failed.items():
+        print(f"error: track {name}: {why}", file=sys.stderr)
+    if not tracks:
+        fail(f"no track could be evaluated ({len(failed)} failed)")
+    document = evaluation.report(args.model, stft_config, tracks, seconds,
+                                 precision=policy_of(separator.model), failed=failed)
     print(evaluation.format_table(document))
     scores_path = os.path.join(args.output, SCORES_FILE)
     plot_path = os.path.join(args.output, PLOT_FILE)
@@ -109,7 +122,7 @@ def main(argv=None) -> int:
         except OSError as error:
             fail(f"{path}: cannot write ({error.strerror or error})")
     print(f"wrote {scores_path} and {plot_path}")
-    return 0
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

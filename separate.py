@@ -15,12 +15,10 @@ import os
 import sys
 import time
 
-from keras_unet.cli import ArgumentParser, fail, import_tensorflow_quietly
+from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
 from keras_unet.files import atomic_path
 from keras_unet.config import PRECISIONS
 
-DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved_models",
-                             "default")
 FORMATS = ("wav16", "wav-float", "flac")
 PLOT_SECONDS = 20.0
 PLOT_NAME = "separation.png"

@@ -14,6 +14,11 @@ import re
 import sys
 import typing
 
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "saved_models", "default")
+"""The shipped model, found beside the code rather than in the current folder, so the
+CLIs run from any folder."""
+
 
 def _argument_docs(cls) -> dict:
     """{field name: help text} from the `Args:` section of a class docstring."""

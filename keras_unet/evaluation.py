@@ -29,6 +29,7 @@ undefined, e.g. a track whose vocals are silent throughout):
 
     {
       "model": "saved_models/default",          # the model path scored
+      "precision": "float32",                   # the model's arithmetic (or "mixed_bfloat16")
       "stft": {"sample_rate_hz": 8192, ...},    # the model's StftConfig
       "bss_eval": {"version": "v4", "window_seconds": 1.0, "hop_seconds": 1.0,
                    "aggregate": "median over windows, then median over tracks"},
@@ -39,6 +40,7 @@ undefined, e.g. a track whose vocals are silent throughout):
                                                  "SAR": dB, "ISR": dB}}}},
       "median": {method: {source: {"SDR": dB, "SIR": dB, "SAR": dB, "ISR": dB}}},
       "seconds": {track name: duration},
+      "failed": {track name: why},              # tracks that could not be scored, left out
       # with BSS Eval v3 (MIR-1K) only; per track, each source also holds
       # "SDR_v3", "SIR_v3", "SAR_v3" and "NSDR_v3":
       "bss_eval_v3": {"aggregate": "mean over tracks weighted by their length",
@@ -65,7 +67,7 @@ import numpy as np
 
 from keras_unet.files import atomic_path
 from pipelines import mir1k
-from pipelines.audio_io import read_audio, resample
+from pipelines.audio_io import AudioError, read_audio, resample
 
 SOURCES = ("vocals", "accompaniment")
 METRICS = ("SDR", "SIR", "SAR", "ISR")
@@ -544,16 +546,28 @@ def _single_threaded_blas():
                 os.environ[name] = value
 
 
+def _failure(error: Exception) -> str:
+    """Why a track failed, in one line: the message of our own errors, else the type too."""
+    text = str(error).strip()
+    line = text.splitlines()[-1][:200] if text else ""
+    if isinstance(error, (TrackError, AudioError)) and line:  # they say why
+        return line
+    return f"evaluation failed ({type(error).__name__}{': ' + line if line else ''})"
+
+
 def evaluate_tracks(loaders: List[Tuple[str, Callable[[], Track]]],
                     estimators: Dict[str, Callable[[Track], Dict[str, np.ndarray]]],
                     jobs: int = 1, progress: Optional[bool] = None,
-                    bss_eval_v3: bool = False) -> Tuple[Dict[str, dict], Dict[str, float]]:
+                    bss_eval_v3: bool = False
+                    ) -> Tuple[Dict[str, dict], Dict[str, float], Dict[str, str]]:
     """Estimates every track with every method and scores them.
 
     Estimation (the model, the baselines) runs here, one track at a time;
     with `jobs > 1` the BSS Eval scoring, the slow part, runs in `jobs`
     worker processes (spawned, so a model in this process is never forked),
-    with at most `2 * jobs` tracks waiting for them.
+    with at most `2 * jobs` tracks waiting for them. A track that cannot be
+    read, estimated or scored is left out and named in the failures, so one
+    broken file does not cost the scores of the others.
 
     Args:
         loaders: (name, loader) pairs from `track_loaders`.
@@ -564,7 +578,11 @@ def evaluate_tracks(loaders: List[Tuple[str, Callable[[], Track]]],
 
     Returns:
         ({track name: {method: {source: {metric: dB}}}}, {track name:
-        seconds}), both in the order of `loaders`.
+        seconds}, {failed track name: why}), each in the order of `loaders`;
+        the first two hold the scored tracks only.
+
+    Raises:
+        TrackError: two tracks have the same name.
     """
     from tqdm import tqdm
 
@@ -572,51 +590,80 @@ def evaluate_tracks(loaders: List[Tuple[str, Callable[[], Track]]],
 
     def estimate(name, loader):
         track = loader()
-        seconds[name] = len(track.mixture) / track.sample_rate_hz
         estimates = {method: estimator(track) for method, estimator in estimators.items()}
+        seconds[name] = len(track.mixture) / track.sample_rate_hz
         return (track.references, estimates, track.sample_rate_hz,
                 track.mixture if bss_eval_v3 else None)
 
     names = [name for name, _ in loaders]
     if len(set(names)) != len(names):
         raise TrackError(f"track names are not unique: {sorted(names)}")
-    scores = {}
+    scores, failures = {}, {}
     bar = tqdm(total=len(loaders), unit="track", desc="evaluating",
                disable=None if progress is None else not progress)
     if jobs <= 1:
         for name, loader in loaders:
             bar.set_postfix_str(name)
-            scores[name] = score_methods(*estimate(name, loader))
+            try:
+                scores[name] = score_methods(*estimate(name, loader))
+            except Exception as error:  # one broken track must not stop the others
+                failures[name] = _failure(error)
             bar.update()
     else:
         context = multiprocessing.get_context("spawn")
         with _single_threaded_blas(), concurrent.futures.ProcessPoolExecutor(
                 jobs, mp_context=context) as pool:
             pending = {}
+
+            def collect(future):
+                name = pending.pop(future)
+                try:
+                    scores[name] = future.result()
+                except Exception as error:  # a track BSS Eval cannot score
+                    failures[name] = _failure(error)
+                bar.update()
+
             for name, loader in loaders:
                 while len(pending) >= 2 * jobs:
                     done, _ = concurrent.futures.wait(
                         pending, return_when=concurrent.futures.FIRST_COMPLETED)
                     for future in done:
-                        scores[pending.pop(future)] = future.result()
-                        bar.update()
+                        collect(future)
                 bar.set_postfix_str(name)
-                pending[pool.submit(score_methods, *estimate(name, loader))] = name
-            for future in concurrent.futures.as_completed(pending):
-                scores[pending[future]] = future.result()
-                bar.update()
+                try:
+                    arguments = estimate(name, loader)
+                except Exception as error:  # one broken track must not stop the others
+                    failures[name] = _failure(error)
+                    bar.update()
+                    continue
+                pending[pool.submit(score_methods, *arguments)] = name
+            for future in concurrent.futures.as_completed(list(pending)):
+                collect(future)
     bar.close()
-    return {name: scores[name] for name in names}, {name: seconds[name] for name in names}
+    scored = [name for name in names if name in scores]
+    return ({name: scores[name] for name in scored}, {name: seconds[name] for name in scored},
+            {name: failures[name] for name in names if name in failures})
 
 
 # === Reports ===
 
 def report(model_path: str, stft_config, tracks: Dict[str, dict],
-           seconds: Dict[str, float]) -> dict:
-    """The JSON document of the module docstring (with "bss_eval_v3" when the tracks hold it)."""
+           seconds: Dict[str, float], precision: str,
+           failed: Optional[Dict[str, str]] = None) -> dict:
+    """The JSON document of the module docstring (with "bss_eval_v3" when the tracks hold it).
+
+    Args:
+        model_path: the model scored, as the user named it.
+        stft_config: its `StftConfig`.
+        tracks: scores per track, from `evaluate_tracks`.
+        seconds: duration per track, from `evaluate_tracks`.
+        precision: the model's resolved precision ("float32" or "mixed_bfloat16").
+        failed: {track name: why} of the tracks left out.
+    """
     methods = list(dict.fromkeys(method for scores in tracks.values() for method in scores))
     document = {
         "model": model_path,
+        "precision": precision,
         "stft": dataclasses.asdict(stft_config),
         "bss_eval": {"version": "v4", "window_seconds": WINDOW_SECONDS,
                      "hop_seconds": WINDOW_SECONDS,
@@ -627,6 +674,7 @@ def report(model_path: str, stft_config, tracks: Dict[str, dict],
         "tracks": tracks,
         "median": median_over_tracks(tracks),
         "seconds": seconds,
+        "failed": dict(failed or {}),
     }
     if any(V3_METRICS[0] in values for scores in tracks.values()
            for sources in scores.values() for values in sources.values()):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import evaluate
 from keras_unet import evaluation
 from keras_unet.config import ModelConfig, RunConfig, StftConfig
 
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = RunConfig(stft=StftConfig(patch_frames=16),
                      model=ModelConfig(depth=2, base_channels=4))
 
@@ -159,9 +161,10 @@ def test_cli_writes_table_json_and_plot(tmp_path, tiny_model_path, capsys):
                           "-o", str(output), "--oracle-full-rate"]) == 0
 
     document = json.loads((output / evaluate.SCORES_FILE).read_text())
-    assert set(document) == {"model", "stft", "bss_eval", "methods", "sources", "metrics",
-                             "tracks", "median", "seconds"}
+    assert set(document) == {"model", "precision", "stft", "bss_eval", "methods", "sources",
+                             "metrics", "tracks", "median", "seconds", "failed"}
     assert document["seconds"] == {"one": 1.5, "two": 1.5}
+    assert document["failed"] == {}
     assert document["model"] == tiny_model_path
     assert document["stft"] == {**vars(TINY_RUN.stft)}
     methods = ["model", "mixture", "oracle", "oracle-full-rate"]
@@ -196,16 +199,22 @@ def test_cli_writes_table_json_and_plot(tmp_path, tiny_model_path, capsys):
                                                                evaluate.PLOT_FILE]
 
 
-def test_parallel_scoring_gives_the_same_scores(tmp_path):
+def test_parallel_scoring_gives_the_same_scores_and_the_same_failures(tmp_path):
     tracks = tmp_path / "tracks"
     for seed in (1, 2):
         write_track(tracks / f"t{seed}",
                     disjoint_track(rate=8000, seconds=1.0, seed=seed, channels=1))
+    write_track(tracks / "t0", disjoint_track(rate=8000, seconds=1.0, channels=1))
+    (tracks / "t0" / "mixture.wav").write_text("not audio\n")
     loaders = evaluation.track_loaders(tracks_dir=str(tracks))
     methods = {"mixture": evaluation.mixture_estimates}
-    serial, _ = evaluation.evaluate_tracks(loaders, methods, jobs=1, progress=False)
-    parallel, _ = evaluation.evaluate_tracks(loaders, methods, jobs=2, progress=False)
-    assert list(parallel) == list(serial) == ["t1", "t2"]
+    serial, seconds, failed = evaluation.evaluate_tracks(loaders, methods, jobs=1,
+                                                         progress=False)
+    parallel, _, failed_parallel = evaluation.evaluate_tracks(loaders, methods, jobs=2,
+                                                              progress=False)
+    assert list(parallel) == list(serial) == list(seconds) == ["t1", "t2"]
+    assert list(failed) == ["t0"] and "mixture.wav: not a readable audio file" in failed["t0"]
+    assert failed_parallel == failed
     for name in serial:  # BLAS thread counts differ between the processes: rounding only
         for source in evaluation.SOURCES:
             assert parallel[name]["mixture"][source] == pytest.approx(
@@ -250,6 +259,38 @@ def test_track_without_mixture_is_one_line_and_exit_2(tmp_path, tiny_model_path,
                                 "-o", str(tmp_path / "out")])
     assert "bad/mixture.wav: no such file" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_track_is_named_skipped_and_the_others_saved(tmp_path, tiny_model_path,
+                                                               capsys):
+    tracks = tmp_path / "tracks"
+    write_track(tracks / "good", disjoint_track(rate=8000, seconds=1.0, channels=1))
+    write_track(tracks / "bad", disjoint_track(rate=8000, seconds=1.0, channels=1))
+    (tracks / "bad" / "vocals.wav").write_bytes(b"RIFF but not a wave file")
+    output = tmp_path / "out"
+    code = evaluate.main(["--model", tiny_model_path, "--tracks", str(tracks),
+                          "-o", str(output), "--precision", "mixed_bfloat16"])
+    assert code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "track bad:" in errors[0] and "bad/vocals.wav" in errors[0]
+    document = json.loads((output / evaluate.SCORES_FILE).read_text())
+    assert list(document["tracks"]) == ["good"] and list(document["seconds"]) == ["good"]
+    assert list(document["failed"]) == ["bad"]
+    assert document["precision"] == "mixed_bfloat16"
+    assert (output / evaluate.PLOT_FILE).exists()
+
+
+def test_the_default_model_is_found_from_any_folder(tmp_path, monkeypatch, capsys):
+    from benchmarks import full_band
+
+    write_track(tmp_path / "tracks" / "one", disjoint_track(rate=8000, seconds=0.5, channels=1))
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.main(["--tracks", "tracks", "-o", "out", "--precision", "float32"]) == 0
+    document = json.loads((tmp_path / "out" / evaluate.SCORES_FILE).read_text())
+    assert os.path.samefile(document["model"], os.path.join(REPOSITORY, "saved_models",
+                                                            "default"))
+    assert document["precision"] == "float32"
+    assert full_band.build_parser().parse_args([]).model == document["model"]
 
 
 def test_bundled_clip_oracle_above_model_and_mixture(tmp_path, tiny_model_path):
@@ -302,7 +343,7 @@ def _error_20_db_below_the_vocals(track):
 def test_gnsdr_is_the_length_weighted_sdr_gain_over_the_mixture(mir1k_root):
     loaders = evaluation.mir1k_loaders(str(mir1k_root), "test")
     assert [name for name, _ in loaders] == ["bobon_1_01", "bobon_1_02"]
-    tracks, seconds = evaluation.evaluate_tracks(
+    tracks, seconds, _ = evaluation.evaluate_tracks(
         loaders, {"known": _error_20_db_below_the_vocals, "mixture": evaluation.mixture_estimates},
         progress=False, bss_eval_v3=True)
     assert seconds == {"bobon_1_01": 1.0, "bobon_1_02": 3.0}
