@@ -237,7 +237,7 @@ class TrainConfig:
     warmup_steps: int = 0
     plateau_epochs: int = 5
     early_stopping_epochs: Optional[int] = None
-    init_mask_bias: bool = False
+    init_mask_bias: bool = True
     seed: int = 0
     save_dir: str = "checkpoints"
     export_dir: Optional[str] = None

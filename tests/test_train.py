@@ -1,5 +1,6 @@
 """train.py end to end on the bundled MUSDB clip, with small epochs."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -57,9 +58,18 @@ def test_short_run_writes_every_output(short_run):
     assert json.loads((save_dir / "config.json").read_text())["train"]["epochs"] == 5
 
 
-def test_validation_loss_falls_on_the_bundled_clip(short_run):
-    history = read_history(str(short_run[0] / "history.csv"))
-    assert history[-1]["val_loss"] < history[0]["val_loss"]
+def test_training_starts_from_the_best_constant_mask(tmp_path):
+    """On the bundled clip the voice is a tiny share of the mix: the best constant is ~0.
+
+    From the usual 0.5 the first steps only pull the mask down; started at the
+    best constant (clipped to 0.01), the first epoch is already there.
+    """
+    runs = {flag: read_history(str(_run(tmp_path, "--epochs", "1", flag, name=flag)[0]
+                                   / "history.csv"))[0]
+            for flag in ("--init-mask-bias", "--no-init-mask-bias")}
+    started, plain = runs["--init-mask-bias"], runs["--no-init-mask-bias"]
+    assert started["val_mask_median"] < 0.05 < 0.3 < plain["val_mask_median"]
+    assert started["val_loss"] < 0.8 * plain["val_loss"]
 
 
 def test_tensorboard_holds_losses_learning_rate_images_and_audio(short_run):
@@ -108,6 +118,9 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_a_single_device(tmp_path)
     (["--batch-size", "0"], "`batch_size` must be >= 1"),
     (["--preset", "huge"], "invalid choice: 'huge'"),
     (["--musdb-root", "/nonexistent/musdb"], "/nonexistent/musdb: no such directory"),
+    (["--mir1k-root", "/nonexistent/mir1k"], "/nonexistent/mir1k: no such directory"),
+    (["--n-songs", "some"], "expected a whole number or 'all', got 'some'"),
+    (["--lr-schedule", "plateau", "--warmup-steps", "10"], "not plateau"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -208,3 +221,84 @@ def test_a_nan_loss_stops_training_with_a_message_and_keeps_the_good_checkpoint(
     best = load_model(str(save_dir / "best_model.keras"))
     assert np.isfinite(best.get_weights()[0]).all()
     assert not (save_dir / "final_model.keras").exists()
+
+
+# === The recipe: the mask's starting point, the schedule, run lengths ===
+
+def test_best_constant_mask_is_the_mix_weighted_median_of_the_vocals_share():
+    """Half the bins are 90% voice with a loud mix, half 10% with a quiet one: 0.9 wins."""
+    from keras_unet.training import best_constant_mask
+
+    mix = np.ones((4, 8, 6), np.float32)
+    mix[:, :4] = 4.0  # the loud half
+    share = np.where(np.arange(8)[None, :, None] < 4, 0.9, 0.1).astype(np.float32)
+    weights = np.ones((4, 1, 6), np.float32)
+    weights[..., -1] = 0.0  # a padding frame, all voice, must not count
+    share = np.broadcast_to(share, mix.shape).copy()
+    share[..., -1] = 1.0
+    dataset = tf.data.Dataset.from_tensors((mix, share * mix, weights))
+    constant = best_constant_mask(dataset)
+    assert constant == pytest.approx(0.9)
+
+    def l1(c):
+        counted = np.broadcast_to(weights > 0, mix.shape)
+        return np.abs(c * mix - share * mix)[counted].mean()
+
+    assert l1(constant) < min(l1(constant - 0.05), l1(constant + 0.05), l1(0.5))
+
+
+def test_the_mask_starts_at_the_given_constant():
+    from keras_unet.config import ModelConfig, RunConfig, StftConfig
+    from keras_unet.model import build_model
+    from keras_unet.training import initialise_mask_bias
+
+    model = build_model(RunConfig(stft=StftConfig(patch_frames=16),
+                                  model=ModelConfig(depth=2, base_channels=4)))
+    initialise_mask_bias(model, 0.07)
+    silence = np.zeros((1, 513, 16), np.float32)  # every hidden activation is 0: the bias alone
+    np.testing.assert_allclose(model.predict(silence, verbose=0), 0.07, rtol=1e-5)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_a_hundredth():
+    from keras_unet.config import DataConfig, RunConfig, TrainConfig
+    from keras_unet.training import learning_rate
+
+    config = RunConfig(data=DataConfig(patches_per_epoch=160),
+                       train=TrainConfig(epochs=10, learning_rate=2e-3, lr_schedule="cosine",
+                                         warmup_steps=20))  # 10 steps an epoch, 100 in all
+    schedule = learning_rate(config)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(10)) == pytest.approx(1e-3)
+    assert float(schedule(20)) == pytest.approx(2e-3)
+    assert float(schedule(60)) == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5), rel=1e-4)
+    assert float(schedule(100)) == pytest.approx(2e-5, rel=1e-4)
+    constant = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, lr_schedule="constant", warmup_steps=0))
+    assert learning_rate(constant) == 2e-3
+
+
+def test_a_dataset_run_too_short_to_learn_is_warned_about():
+    from keras_unet.config import DataConfig, RunConfig, TrainConfig
+    from keras_unet.training import MIN_LEARNING_STEPS, short_run_warning
+
+    short = RunConfig(data=DataConfig(mir1k_root="/data/MIR-1K", patches_per_epoch=320),
+                      train=TrainConfig(epochs=5))
+    assert "makes only 100 training steps" in short_run_warning(short)
+    enough = dataclasses.replace(short, train=TrainConfig(epochs=MIN_LEARNING_STEPS // 20))
+    assert short_run_warning(enough) is None
+    assert short_run_warning(RunConfig()) is None  # the bundled clip is a demonstration
+
+
+def test_dataset_runs_get_longer_defaults_and_a_cache(tmp_path):
+    args = train.build_parser().parse_args(["--mir1k-root", str(tmp_path), "--n-songs", "all"])
+    config = train.config_from_args(args)
+    assert config.data.n_songs is None
+    assert config.train.epochs == train.DATASET_DEFAULTS["epochs"]
+    assert config.data.patches_per_epoch == train.DATASET_DEFAULTS["patches_per_epoch"]
+    assert config.data.cache_dir == train.DEFAULT_CACHE_DIR
+    bundled = train.config_from_args(train.build_parser().parse_args(["--epochs", "3"]))
+    assert (bundled.train.epochs, bundled.data.patches_per_epoch) == (3, 64)
+    assert bundled.data.cache_dir is None
+    no_cache = train.config_from_args(train.build_parser().parse_args(
+        ["--mir1k-root", str(tmp_path), "--cache-dir", "", "--n-songs", "4"]))
+    assert no_cache.data.cache_dir is None and no_cache.data.n_songs == 4
