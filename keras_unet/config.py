@@ -15,7 +15,6 @@ STRATEGIES = ("auto", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 WINDOWS = ("hann", "hamming")
-INPUT_SCALES = ("linear", "decibel")
 RUN_CONFIG_FILE = "config.json"  # the RunConfig JSON beside checkpoints and in exports
 HISTORY_FILE = "history.csv"  # per-epoch losses, in TrainConfig.save_dir
 
@@ -86,10 +85,6 @@ class ModelConfig:
         decoder_activation: "leaky_relu" or "relu".
         decoder_dropout_layers: how many of the first decoder layers use dropout.
         dropout_rate: dropout rate of those layers.
-        input_scale: what the encoder sees of the (max-normalised) mix
-            magnitude: "linear", the magnitude itself, or "decibel", its
-            level in dB mapped from [-input_range_db, 0] onto [0, 1].
-        input_range_db: the level range of the "decibel" scale, in dB.
     """
 
     preset: str = "seed"
@@ -101,8 +96,6 @@ class ModelConfig:
     decoder_activation: str = "leaky_relu"
     decoder_dropout_layers: int = 0
     dropout_rate: float = 0.5
-    input_scale: str = "linear"
-    input_range_db: float = 80.0
 
     def __post_init__(self):
         _require(self.preset in PRESETS,
@@ -120,10 +113,6 @@ class ModelConfig:
                  f"Received: {self.decoder_dropout_layers}")
         _require(0.0 <= self.dropout_rate < 1.0,
                  f"`dropout_rate` must be in [0, 1). Received: {self.dropout_rate}")
-        _require(self.input_scale in INPUT_SCALES,
-                 f"`input_scale` must be one of {INPUT_SCALES}. Received: {self.input_scale!r}")
-        _require(self.input_range_db > 0,
-                 f"`input_range_db` must be positive. Received: {self.input_range_db}")
 
     @classmethod
     def from_preset(cls, name: str) -> "ModelConfig":

@@ -17,32 +17,6 @@ from keras_unet.config import ModelConfig, RunConfig
 from keras_unet.steps import MaskModel
 
 
-@keras.saving.register_keras_serializable(package="keras_unet")
-class DecibelScale(keras.layers.Layer):
-    """Magnitudes in [0, 1] -> their level in dB, mapped from [-range_db, 0] onto [0, 1].
-
-    y = max(0, 1 + 20 log10(x) / range_db). A fixed map (no weights) that
-    spreads the spectrogram's range over the encoder's input: on linear
-    magnitudes divided by the patch maximum, most bins lie below 0.01 and
-    the first convolution sees little but the loudest bins.
-
-    Args:
-        range_db: the level range kept below the maximum, in dB.
-    """
-
-    def __init__(self, range_db: float = 80.0, **kwargs):
-        super().__init__(**kwargs)
-        self.range_db = range_db
-
-    def call(self, magnitudes):
-        floor = 10.0 ** (-self.range_db / 20.0)
-        level = 20.0 * keras.ops.log10(keras.ops.maximum(magnitudes, floor))
-        return keras.ops.maximum(1.0 + level / self.range_db, 0.0)
-
-    def get_config(self):
-        return {**super().get_config(), "range_db": self.range_db}
-
-
 def _padding(size: int, multiple: int) -> int:
     return -size % multiple
 
@@ -92,10 +66,8 @@ def build_unet(config: ModelConfig = ModelConfig(), n_bins: int = 513,
 
     # === Input: (batch, F, T) -> (batch, F + pad, T + pad, 1) ===
     magnitudes = keras.Input(shape=(n_bins, n_frames), name="mix_magnitude")
-    x = magnitudes
-    if config.input_scale == "decibel":
-        x = DecibelScale(config.input_range_db, name="decibel_scale")(x)
-    x = keras.layers.Reshape((n_bins, n_frames, 1), name="add_channel", dtype=dtype_policy)(x)
+    x = keras.layers.Reshape((n_bins, n_frames, 1), name="add_channel", dtype=dtype_policy)(
+        magnitudes)
     x = keras.layers.ZeroPadding2D(((0, pad_bins), (0, pad_frames)), name="pad_to_multiple",
                                    dtype=dtype_policy)(x)
 
