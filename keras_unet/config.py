@@ -279,6 +279,11 @@ class RunConfig:
                  "data": DataConfig, "train": TrainConfig}
         unknown = set(values) - set(parts)
         _require(not unknown, f"Unknown config sections: {sorted(unknown)}")
+        for name, kind in parts.items():
+            fields = {field.name for field in dataclasses.fields(kind)}
+            extra = sorted(set(values.get(name, {})) - fields)
+            _require(not extra, f"Unknown `{name}` settings {extra}: written by another "
+                                "version of keras_unet")
         return cls(**{name: kind(**values.get(name, {})) for name, kind in parts.items()})
 
     @classmethod

@@ -101,6 +101,10 @@ def load_model(path: str) -> MaskModel:
             f"{path}: not a readable .keras model ({type(error).__name__})") from None
     if not isinstance(model, MaskModel):
         raise ModelFileError(f"{path}: not a keras_unet mask model")
+    try:
+        run_config_of(model)
+    except ValueError as error:
+        raise ModelFileError(f"{path}: {error}") from None
     return model
 
 

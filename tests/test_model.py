@@ -155,3 +155,17 @@ def test_bad_model_config_names_the_argument():
         ModelConfig.from_preset("huge")
     with pytest.raises(ValueError, match="`decoder_dropout_layers`"):
         ModelConfig(depth=2, decoder_dropout_layers=3)
+
+
+def test_a_model_from_another_version_is_refused_by_name(tmp_path):
+    """A setting this version does not know may change the network: refuse it, one clear line."""
+    from keras_unet.export import ModelFileError
+
+    model = build_model(RunConfig(model=ModelConfig(depth=2, base_channels=4)))
+    model.run_config = {**model.run_config, "model": {**model.run_config["model"],
+                                                      "input_scale": "decibel"}}
+    path = str(tmp_path / "newer.keras")
+    save_keras(model, path)
+    with pytest.raises(ModelFileError, match=r"newer.keras: Unknown `model` settings "
+                                             r"\['input_scale'\]"):
+        load_model(path)
