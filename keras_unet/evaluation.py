@@ -427,8 +427,10 @@ def _bss_eval_v3(references: np.ndarray, estimates: np.ndarray):
     import mir_eval
 
     try:
-        sdr, sir, sar, _ = mir_eval.separation.bss_eval_sources(
-            references, estimates, compute_permutation=False)
+        with warnings.catch_warnings():  # deprecated in mir_eval 0.8, the version pinned
+            warnings.simplefilter("ignore", FutureWarning)
+            sdr, sir, sar, _ = mir_eval.separation.bss_eval_sources(
+                references, estimates, compute_permutation=False)
     except ValueError:  # a silent estimate: BSS Eval is undefined
         return None
     return sdr, sir, sar
