@@ -20,6 +20,8 @@ from keras_unet.files import atomic_path
 from keras_unet.config import PRECISIONS
 
 FORMATS = ("wav16", "wav-float", "flac")
+STEM_SUFFIXES = (".stem.mp4", ".stem.m4a")
+"""Whole suffixes of multitrack files (MUSDB18, Native Instruments Stems)."""
 PLOT_SECONDS = 20.0
 PLOT_NAME = "separation.png"
 TIMINGS_VARIABLE = "SEPARATE_TIMINGS"
@@ -55,11 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def song_name(path: str) -> str:
+    """The file name without its suffix: "song" for song.mp3 and for song.stem.mp4."""
+    name = os.path.basename(path)
+    for suffix in STEM_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return os.path.splitext(name)[0]
+
+
 def _output_paths(args, path: str) -> dict:
     from pipelines.audio_io import OUTPUT_FORMATS
 
     extension = OUTPUT_FORMATS[args.format][0]
-    folder = os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0])
+    folder = os.path.join(args.output_dir, song_name(path))
     return {"folder": folder,
             "vocals": os.path.join(folder, f"vocals.{extension}"),
             "accompaniment": os.path.join(folder, f"accompaniment.{extension}"),

@@ -79,8 +79,8 @@ def test_bundled_clip_round_trip(tmp_path, model_path, capsys):
     code, errors = _run(capsys, clip, "-o", tmp_path, "--model", model_path)
     assert code == 0 and errors == []
     mix, rate = read_audio(clip)
-    stem = os.path.splitext(os.path.basename(clip))[0]
-    vocals = _check_outputs(tmp_path / stem, mix, rate)
+    assert os.listdir(tmp_path) == ["The Easton Ellises - Falcon 69"]
+    vocals = _check_outputs(tmp_path / "The Easton Ellises - Falcon 69", mix, rate)
     assert rate == 44100 and mix.shape[1] == 2
     assert 0 < np.abs(vocals).max()
 
@@ -95,6 +95,13 @@ def test_any_rate_channels_length(tmp_path, model_path, capsys, rate, channels, 
     assert code == 0 and errors == []
     mix, _ = read_audio(str(path))
     _check_outputs(tmp_path / "out" / "song", mix, rate)
+
+
+def test_output_folders_drop_the_whole_known_suffix():
+    assert separate.song_name("/music/Artist - Song.stem.mp4") == "Artist - Song"
+    assert separate.song_name("take.2.STEM.M4A") == "take.2"
+    assert separate.song_name("live.2024.flac") == "live.2024"
+    assert separate.song_name(".stem.mp4") == ".stem"
 
 
 def test_silence_in_silence_out(tmp_path, model_path, capsys):
