@@ -3,21 +3,39 @@
     python separate.py song.mp3 other.flac -o separated/
 
 writes separated/<song>/vocals.wav and separated/<song>/accompaniment.wav at
-the input's own sample rate, channel count and length, full band
-(accompaniment = mix - vocals, so the two add up to the input). Any file
-soundfile or ffmpeg decodes, any rate, any length; long songs are processed
-in blocks, so memory does not grow with their length. --plot adds
-separation.png (spectrograms and the mask of an excerpt) beside them.
+the input's own sample rate, channel count and length, full band. Any file
+soundfile or ffmpeg decodes, any rate, any length; songs are read, separated
+and written in blocks (compressed ones decoded as a stream), so memory does
+not grow with their length. --plot adds separation.png (spectrograms and the
+mask of an excerpt) beside them.
+
+On disk the two outputs add up to the input: exactly, sample for sample, in
+the 16- and 24-bit formats (the accompaniment is the input minus the vocals
+computed in integers), to float rounding in wav-float. When a sample of the
+vocals or the accompaniment would not fit the format (either can peak above
+the mix, and a decoded MP3 or AAC can exceed full scale), --clip-mode
+decides (after Demucs's flag of that name):
+  rescale  scale the input and both outputs of that file by one factor so
+           their peak fits (the default; the sum stays the scaled input)
+  clamp    clip the samples beyond full scale (the sum then differs there)
+  none     write them as they are (only --format wav-float holds them)
+A file rescaled or clipped gets one warning line on stderr. To write each
+file, the vocals go first to a float32 scratch file beside the outputs
+(4 bytes per sample and channel, deleted afterwards) and the input is read
+a second time.
 """
 
 import argparse
+import math
 import os
 import sys
 import time
+from typing import Optional
 
 from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
 from keras_unet.files import atomic_path
 from keras_unet.config import PRECISIONS
+from keras_unet.writing import CLIP_MODES
 
 FORMATS = ("wav16", "wav-float", "flac")
 STEM_SUFFIXES = (".stem.mp4", ".stem.m4a")
@@ -42,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default="wav16",
                         help="wav16 (16-bit WAV), wav-float (32-bit float WAV) or flac "
                              "(24-bit) (default: wav16)")
+    parser.add_argument("--clip-mode", choices=CLIP_MODES, default="rescale",
+                        help="samples that do not fit the format: rescale the file, clamp "
+                             "them, or none (wav-float only) (default: rescale)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="model arithmetic; auto picks mixed_bfloat16 where the CPU "
                              "has native bfloat16 (default: auto)")
@@ -84,56 +105,102 @@ def _check_outputs(paths: dict, protected: set) -> None:
             raise InputError(f"{paths[key]}: output would overwrite an input file")
 
 
-def separate_file(separator, path: str, paths: dict, output_format: str, timings: dict) -> None:
-    """Separates one file into paths["vocals"] and paths["accompaniment"], block by block."""
-    from pipelines.audio_io import AudioWriter, open_audio
+def separate_file(separator, path: str, paths: dict, output_format: str, clip_mode: str,
+                  timings: dict):
+    """Separates one file into paths["vocals"] and paths["accompaniment"], block by block.
 
+    Returns:
+        `keras_unet.writing.Written`: the peak, scale factor and clipping.
+    """
+    from keras_unet.writing import write_separation
+    from pipelines.audio_io import open_audio
+
+    stages = ("read_resample", "model", "reconstruction")  # the separator adds these itself
     began = time.perf_counter()
-    with open_audio(path) as reader:
+    with open_audio(path, look_back_seconds=separator.look_back_seconds) as reader:
         timings["read_resample"] += time.perf_counter() - began
+        began, separating = time.perf_counter(), sum(timings[stage] for stage in stages)
         rate, channels = reader.sample_rate_hz, reader.n_channels
-        with AudioWriter(paths["vocals"], rate, channels, output_format) as vocals_file, \
-                AudioWriter(paths["accompaniment"], rate, channels,
-                            output_format) as accompaniment_file:
-            for _, mix, vocals in separator.separate_blocks(reader.read, reader.n_samples,
-                                                            channels, rate):
-                began = time.perf_counter()
-                vocals_file.write(vocals)
-                accompaniment_file.write(mix - vocals)
-                timings["writing"] += time.perf_counter() - began
-            began = time.perf_counter()
-            vocals_file.commit()
-            accompaniment_file.commit()
-            timings["writing"] += time.perf_counter() - began
+        blocks = separator.separate_blocks(reader.read, reader.n_samples, channels, rate)
+        written = write_separation(blocks, reader.read, reader.n_samples, channels, rate,
+                                   paths["vocals"], paths["accompaniment"], output_format,
+                                   clip_mode)
+    separating = sum(timings[stage] for stage in stages) - separating
+    timings["writing"] += time.perf_counter() - began - separating  # with the second read
+    return written
 
 
-def _excerpt(samples, rate: int):
+def _warning(path: str, written) -> Optional[str]:
+    """One line on what fitting the format did to a file, or None when it did nothing."""
+    if written.scale != 1.0:
+        return (f"warning: {path}: rescaled by {written.scale:.4f} "
+                f"({20 * math.log10(written.scale):+.2f} dB) to fit its peak of "
+                f"{written.peak:.3f} full scale; vocals + accompaniment = input x "
+                f"{written.scale:.4f}")
+    if written.clipped:
+        share = 100 * written.clipped / written.n_output_samples
+        return (f"warning: {path}: clipped {written.clipped} output samples ({share:.3g}%), "
+                f"peak {written.peak:.3f} full scale; vocals + accompaniment differs from the "
+                "input there")
+    return None
+
+
+def _excerpt(n_samples: int, rate: int):
     """The middle PLOT_SECONDS of a song: (start sample, stop sample)."""
-    length = min(len(samples), int(PLOT_SECONDS * rate))
-    start = (len(samples) - length) // 2
+    length = min(n_samples, int(PLOT_SECONDS * rate))
+    start = (n_samples - length) // 2
     return start, start + length
 
 
+def _reference_excerpt(reference: str, path: str, start_seconds: float, length: int,
+                       rate: int):
+    """The true vocals over the excerpt of `path`, at `rate`: float32 (length, channels).
+
+    Only the excerpt (and a little resampling margin) is read, whatever the
+    reference's length; one that ends inside the excerpt is padded with silence.
+
+    Raises:
+        AudioError: the reference cannot be read or ends before the excerpt.
+    """
+    import numpy as np
+
+    from pipelines.audio_io import AudioError, open_audio, resample
+
+    with open_audio(reference) as reader:
+        reference_rate = reader.sample_rate_hz
+        margin = int(0.1 * reference_rate)  # hides the resampler's edges
+        first = round(start_seconds * reference_rate)
+        if first >= reader.n_samples:
+            raise AudioError(f"{reference}: ends before the plotted excerpt of {path}")
+        lo = max(0, first - margin)
+        hi = min(reader.n_samples, first + -(-length * reference_rate // rate) + margin)
+        samples = resample(reader.read(lo, hi), reference_rate, rate)
+    offset = round((first - lo) * rate / reference_rate)
+    samples = samples[offset:offset + length]
+    return np.pad(samples, [(0, length - len(samples)), (0, 0)])
+
+
 def write_plot(separator, path: str, plot_path: str, reference: str = None) -> None:
-    """PNG of the mix spectrogram, the mask, the vocals (and the true vocals) of an excerpt."""
+    """PNG of the mix spectrogram, the mask, the vocals (and the true vocals) of an excerpt.
+
+    Only the excerpt is held in memory (a compressed file is decoded from its
+    start up to the excerpt's end, block by block).
+    """
     import numpy as np
 
     from keras_unet.figures import LEVEL, MASK, png_bytes, spectrogram_figure
-    from pipelines.audio_io import AudioError, read_audio, resample
+    from pipelines.audio_io import AudioError, open_audio
 
-    samples, rate = read_audio(path)
-    start, stop = _excerpt(samples, rate)
-    mask, spectrum, config = separator.full_band_mask(samples[start:stop], rate)
+    with open_audio(path) as reader:
+        rate = reader.sample_rate_hz
+        start, stop = _excerpt(reader.n_samples, rate)
+        samples = reader.read(start, stop)
+    mask, spectrum, config = separator.full_band_mask(samples, rate)
     panels = [("mix |X|", np.abs(spectrum).mean(axis=0), LEVEL),  # channel means
               ("mask M", mask.mean(axis=0), MASK),
               ("estimated vocals |M X|", np.abs(mask * spectrum).mean(axis=0), LEVEL)]
     if reference is not None:
-        true_vocals, reference_rate = read_audio(reference)
-        true_vocals = resample(true_vocals, reference_rate, rate)[start:stop]
-        if len(true_vocals) == 0:
-            raise AudioError(f"{reference}: ends before the plotted excerpt of {path}")
-        missing = (stop - start) - len(true_vocals)  # a shorter reference: silence after it
-        true_vocals = np.pad(true_vocals, [(0, max(missing, 0)), (0, 0)])[:stop - start]
+        true_vocals = _reference_excerpt(reference, path, start / rate, stop - start, rate)
         _, true_spectrum, _ = separator.full_band_mask(true_vocals, rate)
         panels.append(("true vocals |Y|", np.abs(true_spectrum).mean(axis=0), LEVEL))
     figure = spectrogram_figure(
@@ -150,7 +217,10 @@ def _process(separator, args, path: str, paths: dict, timings: dict) -> None:
     created = not os.path.isdir(paths["folder"])
     try:
         os.makedirs(paths["folder"], exist_ok=True)
-        separate_file(separator, path, paths, args.format, timings)
+        written = separate_file(separator, path, paths, args.format, args.clip_mode, timings)
+        warning = _warning(path, written)
+        if warning:
+            print(warning, file=sys.stderr)
         if args.plot:
             write_plot(separator, path, paths["plot"], args.reference)
     except OSError as error:
@@ -172,6 +242,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"argument --batch-size: must be >= 1, got {args.batch_size}")
+    if args.clip_mode == "none" and args.format != "wav-float":
+        parser.error(f"argument --clip-mode none: writes samples beyond full scale, which "
+                     f"--format {args.format} cannot hold; use --format wav-float")
     if args.reference is not None and len(args.inputs) > 1:
         parser.error("argument --reference: gives the vocals of one input; "
                      f"received {len(args.inputs)} inputs")

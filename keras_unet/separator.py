@@ -378,6 +378,28 @@ class Separator:
             self._masks_of_batch, input_signature=[
                 tf.TensorSpec([batch_size, config.n_bins, config.patch_frames], tf.float32)])
 
+    @property
+    def look_back_seconds(self) -> float:
+        """How far before the furthest sample read so far `separate_blocks` may read again.
+
+        An upper bound, in seconds of the song, for `block_seconds` blocks: a
+        reader that decodes forward only (`pipelines.audio_io.open_audio`)
+        keeps this much audio behind the furthest sample and never decodes
+        again. The furthest read is one model computation: max(batch_size,
+        the patches a block spans) patches past the block being written. Later
+        reads start no earlier than that block, less the margins: resampling
+        on both sides, rounding down to an instant both rates sample (at most
+        1 s each), and a window's overlap with the previous block.
+        """
+        config = self.stft_config
+        frame_seconds = config.hop_samples / config.sample_rate_hz
+        hop_seconds = patch_hop(config) * frame_seconds
+        block_patches = math.ceil(self.block_seconds / hop_seconds) + 2
+        computed = ((max(self.batch_size, block_patches) + 1) * hop_seconds
+                    + config.patch_frames * frame_seconds)
+        margins = 2 * (RESAMPLE_MARGIN_SECONDS + 1.0) + 2 * config.n_fft / config.sample_rate_hz
+        return computed + self.block_seconds + margins
+
     def _masks_of_batch(self, patches):
         self.trace_count += 1  # runs only while tracing
         return tf.cast(self.model(normalise_patches(patches), training=False), tf.float32)

@@ -1,25 +1,33 @@
 """Audio files in and out: decode, resample, write atomically.
 
 soundfile (libsndfile) reads WAV, FLAC, OGG and MP3; anything else (M4A,
-MUSDB's `.stem.mp4`) goes through ffmpeg via stempeg. soxr resamples.
-Waveforms are float32 numpy arrays shaped (samples, channels), in [-1, 1]
-full scale.
+MUSDB's `.stem.mp4`: its first audio stream) goes through an ffmpeg
+subprocess that writes raw float32 to a pipe. soxr resamples. Waveforms are
+float32 numpy arrays shaped (samples, channels), in [-1, 1] full scale.
 
-For long files, `open_audio` reads any range of samples on demand (WAV,
-FLAC and AIFF straight from the file; compressed formats are decoded whole
-first, as their seeking is not sample-exact), and `AudioWriter` writes in
-blocks to a temporary name that `commit` renames.
+For long files, `open_audio` reads any range of samples on demand in memory
+that does not grow with the file: WAV, FLAC and AIFF straight from the file;
+compressed formats, whose seeking is not sample-exact, decoded forward in
+blocks with a bounded look-back (`StreamedAudioReader`). `AudioWriter`
+writes in blocks to a temporary name that `commit` renames.
 """
 
+import collections
+import json
 import os
 import shutil
-from typing import Optional
+import subprocess
+import tempfile
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import soundfile
 import soxr
 
 from keras_unet import files
+
+STREAM_BLOCK_SAMPLES = 1 << 16
+"""Samples per channel decoded at a time from a compressed file (1.5 s at 44.1 kHz)."""
 
 FFMPEG_HINT = "ffmpeg is not installed; install it with `apt-get install -y ffmpeg`"
 
@@ -44,23 +52,76 @@ def check_readable(path: str) -> None:
         raise AudioError(f"{path}: file is empty")
 
 
-def _read_with_ffmpeg(path: str):
-    import stempeg
+def _probe_with_ffmpeg(path: str) -> Tuple[int, int]:
+    """(sample_rate_hz, channels) of the first audio stream, by ffprobe.
 
+    Raises:
+        AudioError: ffmpeg is missing, or the file holds no decodable audio.
+    """
     require_ffmpeg(path)
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+         "stream=sample_rate,channels", "-of", "json", path],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    streams = json.loads(done.stdout or "{}").get("streams") if done.returncode == 0 else None
+    if not streams:
+        cause = _last_line(done.stderr) or "no audio stream"
+        raise AudioError(f"{path}: not a readable audio file ({cause})")
+    return int(streams[0]["sample_rate"]), int(streams[0]["channels"])
+
+
+def _ffmpeg_blocks(path: str, n_channels: int) -> Iterator[np.ndarray]:
+    """Decodes the first audio stream from its start: float32 (samples, channels) blocks.
+
+    ffmpeg writes raw float32 at the stream's own rate and channel count to a
+    pipe; closing the generator early stops it.
+
+    Raises:
+        AudioError: ffmpeg fails to decode the file.
+    """
+    frame_bytes = 4 * n_channels
+    with tempfile.TemporaryFile() as errors:  # a file, so a chatty ffmpeg cannot block
+        process = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", "0:a:0", "-f", "f32le",
+             "-acodec", "pcm_f32le", "-"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        try:
+            while True:
+                data = process.stdout.read(STREAM_BLOCK_SAMPLES * frame_bytes)
+                if not data:
+                    break
+                yield np.frombuffer(data, np.float32).reshape(-1, n_channels)
+            if process.wait() != 0:
+                errors.seek(0)
+                cause = _last_line(errors.read().decode("utf-8", "replace"))
+                raise AudioError(f"{path}: not a readable audio file ({cause or 'ffmpeg failed'})")
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            process.stdout.close()
+
+
+def _soundfile_blocks(path: str) -> Iterator[np.ndarray]:
+    """Decodes a file libsndfile opens from its start: float32 (samples, channels) blocks.
+
+    Raises:
+        AudioError: the decoder fails part way.
+    """
     try:
-        info = stempeg.Info(path)
-        rate = int(info.sample_rate(0))
-        samples, _ = stempeg.read_stems(path, stem_id=0, dtype=np.float32,
-                                        sample_rate=rate, always_3d=False)
-    except Exception as error:  # ffmpeg's failures surface as many types
-        raise AudioError(f"{path}: not a readable audio file ({_first_line(error)})") from None
-    return np.asarray(samples, np.float32).reshape(len(samples), -1), rate
+        yield from soundfile.blocks(path, blocksize=STREAM_BLOCK_SAMPLES, dtype="float32",
+                                    always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise AudioError(f"{path}: read failed ({_first_line(error)})") from None
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1][:200] if lines else ""
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[-1][:200]
+    return _last_line(str(error)) or type(error).__name__
 
 
 def read_audio(path: str):
@@ -80,7 +141,9 @@ def read_audio(path: str):
     try:
         samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
-        samples, rate = _read_with_ffmpeg(path)
+        rate, n_channels = _probe_with_ffmpeg(path)
+        samples = np.concatenate([np.zeros((0, n_channels), np.float32),
+                                  *_ffmpeg_blocks(path, n_channels)])
     if samples.size == 0:
         raise AudioError(f"{path}: holds no audio samples")
     return samples, int(rate)
@@ -107,11 +170,24 @@ OUTPUT_FORMATS = {"wav16": ("wav", "PCM_16"), "wav-float": ("wav", "FLOAT"),
                   "flac": ("flac", "PCM_24")}
 """Output format name -> (file extension, soundfile subtype)."""
 
+_INTEGER_BITS = {"PCM_16": 16, "PCM_24": 24}
+
+
+def integer_steps(output_format: str) -> Optional[int]:
+    """Integer steps per unit of full scale of an integer output format, None for float.
+
+    2**15 for 16 bits: a sample x in [-1, 1) is stored as round(x * 2**15),
+    an integer in [-2**15, 2**15 - 1], and read back as that integer / 2**15.
+    """
+    bits = _INTEGER_BITS.get(OUTPUT_FORMATS[output_format][1])
+    return None if bits is None else 1 << (bits - 1)
+
+
 _SEEKABLE_FORMATS = ("WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF", "CAF")
 
 
 class AudioReader:
-    """Samples of one audio file, any range on demand.
+    """Samples of a file libsndfile seeks exactly (WAV, FLAC, AIFF, ...), any range on demand.
 
     Attributes:
         path: the file.
@@ -120,16 +196,10 @@ class AudioReader:
         sample_rate_hz: rate.
     """
 
-    def __init__(self, path: str, sound_file=None, samples: Optional[np.ndarray] = None,
-                 sample_rate_hz: int = 0):
-        self.path = path
-        self._file, self._samples = sound_file, samples
-        if sound_file is not None:
-            self.n_samples, self.n_channels = sound_file.frames, sound_file.channels
-            self.sample_rate_hz = int(sound_file.samplerate)
-        else:
-            self.n_samples, self.n_channels = samples.shape
-            self.sample_rate_hz = int(sample_rate_hz)
+    def __init__(self, path: str, sound_file: soundfile.SoundFile):
+        self.path, self._file = path, sound_file
+        self.n_samples, self.n_channels = sound_file.frames, sound_file.channels
+        self.sample_rate_hz = int(sound_file.samplerate)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """float32 (stop - start, channels) for 0 <= start <= stop <= n_samples.
@@ -137,8 +207,6 @@ class AudioReader:
         Raises:
             AudioError: the file cannot be read there.
         """
-        if self._file is None:
-            return self._samples[start:stop]
         try:
             self._file.seek(start)
             samples = self._file.read(stop - start, dtype="float32", always_2d=True)
@@ -150,8 +218,7 @@ class AudioReader:
         return samples
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
 
     def __enter__(self):
         return self
@@ -160,14 +227,108 @@ class AudioReader:
         self.close()
 
 
-def open_audio(path: str) -> AudioReader:
+class StreamedAudioReader:
+    """Samples of a compressed file (OGG, MP3, M4A, ...), decoded forward, any range on demand.
+
+    Seeking in these formats is not sample-exact, so the file is decoded from
+    its start, block by block. Kept in memory are only the samples from
+    `look_back_samples` before the furthest sample read so far and what the
+    current read needs: fewer than max(look_back_samples, the read's length)
+    + 2 decoded blocks per channel, however long the file. A read that starts
+    before what is kept decodes the file again from its start: exact, only
+    slower (`restarts` counts those).
+
+    Args:
+        path: the file.
+        open_blocks: returns a fresh iterator of float32 (samples, channels)
+            blocks decoding the file from its start.
+        n_samples: samples per channel of the whole file.
+        n_channels: channels.
+        sample_rate_hz: rate.
+        look_back_samples: samples kept before the furthest sample read.
+
+    Attributes:
+        restarts: decodes started again from the file's start.
+        max_held_samples: the most samples per channel held at once.
+    """
+
+    def __init__(self, path: str, open_blocks: Callable[[], Iterator[np.ndarray]],
+                 n_samples: int, n_channels: int, sample_rate_hz: int,
+                 look_back_samples: int = 0):
+        self.path, self._open_blocks = path, open_blocks
+        self.n_samples, self.n_channels = n_samples, n_channels
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.look_back_samples = max(0, int(look_back_samples))
+        self.restarts, self.max_held_samples = 0, 0
+        self._blocks = open_blocks()
+        self._held = collections.deque()  # decoded blocks, in order
+        self._held_start = self._held_end = self._furthest = 0  # global sample indices
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """float32 (stop - start, channels) for 0 <= start <= stop <= n_samples.
+
+        Raises:
+            AudioError: the file cannot be decoded up to `stop`.
+        """
+        if start < self._held_start:
+            self._restart()
+        # Kept after this read: what it returns and the look-back behind the furthest sample.
+        keep_from = min(start, max(self._furthest, stop) - self.look_back_samples)
+        self._forget_before(keep_from)
+        while self._held_end < stop:
+            block = next(self._blocks, None)
+            if block is None:
+                raise AudioError(f"{self.path}: file is truncated (expected {self.n_samples} "
+                                 f"samples, decoded {self._held_end})")
+            self._held.append(block)
+            self._held_end += len(block)
+            self.max_held_samples = max(self.max_held_samples, self._held_end - self._held_start)
+            self._forget_before(keep_from)
+        self._furthest = max(self._furthest, stop)
+        pieces, position = [], self._held_start
+        for block in self._held:
+            lo, hi = max(start, position), min(stop, position + len(block))
+            if lo < hi:
+                pieces.append(block[lo - position:hi - position])
+            position += len(block)
+        return np.concatenate([np.zeros((0, self.n_channels), np.float32), *pieces])
+
+    def _forget_before(self, sample: int) -> None:
+        """Drops the held blocks that end at or before `sample`."""
+        while self._held and self._held_start + len(self._held[0]) <= sample:
+            self._held_start += len(self._held.popleft())
+
+    def _restart(self) -> None:
+        self._blocks.close()
+        self._blocks = self._open_blocks()
+        self._held.clear()
+        self._held_start = self._held_end = self._furthest = 0
+        self.restarts += 1
+
+    def close(self) -> None:
+        self._blocks.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def open_audio(path: str, look_back_seconds: float = 0.0):
     """Opens an audio file for reading ranges of samples.
 
     Args:
         path: any file `read_audio` decodes.
+        look_back_seconds: for compressed files, how far before the furthest
+            sample read so far a later read may start without decoding the
+            file again (`StreamedAudioReader`); memory holds this much audio.
 
     Returns:
-        An `AudioReader`; close it (or use it in a `with`).
+        An `AudioReader` (exact seeking) or a `StreamedAudioReader`, with
+        `read(start, stop)`, `n_samples`, `n_channels` and `sample_rate_hz`;
+        close it (or use it in a `with`). For a file only ffmpeg decodes,
+        opening it decodes it once to count its samples exactly.
 
     Raises:
         AudioError: as `read_audio`.
@@ -178,15 +339,21 @@ def open_audio(path: str) -> AudioReader:
         sound_file = soundfile.SoundFile(path)
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
         sound_file = None
-    if sound_file is not None and sound_file.format in _SEEKABLE_FORMATS and sound_file.seekable():
-        if sound_file.frames == 0:
-            sound_file.close()
-            raise AudioError(f"{path}: holds no audio samples")
-        return AudioReader(path, sound_file=sound_file)
     if sound_file is not None:
+        n_samples, n_channels = sound_file.frames, sound_file.channels
+        rate = int(sound_file.samplerate)
+        if sound_file.format in _SEEKABLE_FORMATS and sound_file.seekable() and n_samples:
+            return AudioReader(path, sound_file)
         sound_file.close()
-    samples, rate = read_audio(path)
-    return AudioReader(path, samples=samples, sample_rate_hz=rate)
+        open_blocks = lambda: _soundfile_blocks(path)  # noqa: E731
+    else:
+        rate, n_channels = _probe_with_ffmpeg(path)
+        open_blocks = lambda: _ffmpeg_blocks(path, n_channels)  # noqa: E731
+        n_samples = sum(len(block) for block in open_blocks())  # exact, unlike the header's
+    if n_samples == 0:
+        raise AudioError(f"{path}: holds no audio samples")
+    return StreamedAudioReader(path, open_blocks, n_samples, n_channels, rate,
+                               look_back_samples=round(look_back_seconds * rate))
 
 
 class AudioWriter:
@@ -212,6 +379,8 @@ class AudioWriter:
                              f"Received: {output_format!r}")
         extension, subtype = OUTPUT_FORMATS[output_format]
         self.path = os.fspath(path)
+        bits = _INTEGER_BITS.get(subtype)
+        self._shift = None if bits is None else 32 - bits  # to libsndfile's 32-bit integers
         try:
             self._temporary = files.temporary_beside(self.path, suffix=f".{extension}")
         except OSError as error:
@@ -225,7 +394,17 @@ class AudioWriter:
             raise AudioError(f"{self.path}: cannot write ({_first_line(error)})") from None
 
     def write(self, samples: np.ndarray) -> None:
-        """Appends float32 (samples, channels)."""
+        """Appends (samples, channels): float32 full scale, or, for an integer format,
+        integers in its steps (`integer_steps`), written exactly as they are.
+
+        Raises:
+            ValueError: integers for a float format.
+            AudioError: the file cannot be written.
+        """
+        if np.issubdtype(samples.dtype, np.integer):
+            if self._shift is None:
+                raise ValueError(f"{self.path}: integer samples for a float format")
+            samples = np.left_shift(samples.astype(np.int32), self._shift)
         try:
             self._file.write(samples)
         except Exception as error:

@@ -1,5 +1,7 @@
-"""separate.py and keras_unet.separator: outputs, full band, blocks, traces, bad input."""
+"""separate.py and keras_unet.separator: known answers, files on disk, streaming, bad input."""
 
+import argparse
+import dataclasses
 import functools
 import os
 import subprocess
@@ -8,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +21,8 @@ from keras_unet.model import build_model
 from keras_unet.separator import (Separator, full_band_vocals, full_rate_stft_config, map_mask,
                                   model_frame_positions, predict_mask, separate_mono)
 from keras_unet.transforms import magnitude, stft
-from pipelines.audio_io import resample
-from pipelines.audio_io import read_audio
+from pipelines import audio_io
+from pipelines.audio_io import read_audio, resample
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ModelConfig(depth=2, base_channels=4)
@@ -61,40 +64,79 @@ def _run(capsys, *argv):
     return code, captured.err.strip().splitlines()
 
 
-def _check_outputs(folder, mix, rate):
-    vocals, vocals_rate = soundfile.read(os.path.join(folder, "vocals.wav"), dtype="float32",
-                                         always_2d=True)
-    accompaniment, rate_2 = soundfile.read(os.path.join(folder, "accompaniment.wav"),
-                                           dtype="float32", always_2d=True)
-    assert vocals_rate == rate_2 == rate
-    assert vocals.shape == accompaniment.shape == mix.shape
-    assert np.abs(vocals + accompaniment - mix).max() < 1e-4
-    return vocals
+def _outputs_in_steps(folder):
+    """vocals.wav and accompaniment.wav as 16-bit integers: int64 (samples, channels) each."""
+    return [soundfile.read(os.path.join(folder, name), dtype="int16", always_2d=True)[0]
+            .astype(np.int64) for name in ("vocals.wav", "accompaniment.wav")]
 
 
 def test_bundled_clip_round_trip(tmp_path, model_path, capsys):
+    """A .stem.mp4 whose AAC decodes beyond full scale: named without .stem, summing exactly.
+
+    Each output fits 16 bits, so nothing is rescaled: the two files sum to
+    the input even where it exceeds full scale.
+    """
     import stempeg
 
     clip = stempeg.example_stem_path()
     code, errors = _run(capsys, clip, "-o", tmp_path, "--model", model_path)
     assert code == 0 and errors == []
     mix, rate = read_audio(clip)
+    assert rate == 44100 and mix.shape[1] == 2 and np.abs(mix).max() > 1.0
     assert os.listdir(tmp_path) == ["The Easton Ellises - Falcon 69"]
-    vocals = _check_outputs(tmp_path / "The Easton Ellises - Falcon 69", mix, rate)
-    assert rate == 44100 and mix.shape[1] == 2
-    assert 0 < np.abs(vocals).max()
+    vocals, accompaniment = _outputs_in_steps(tmp_path / "The Easton Ellises - Falcon 69")
+    assert vocals.shape == accompaniment.shape == mix.shape
+    np.testing.assert_array_equal(vocals + accompaniment,
+                                  np.rint(mix.astype(np.float64) * 2 ** 15))
+    assert np.abs(vocals).max() > 0
 
 
 @pytest.mark.parametrize("rate, channels, subtype, seconds", [
     (48000, 1, "PCM_24", 1.5), (8000, 2, "PCM_16", 1.5), (44100, 2, "PCM_16", 0.2)])
-def test_any_rate_channels_length(tmp_path, model_path, capsys, rate, channels, subtype,
-                                  seconds):
+def test_outputs_on_disk_sum_to_the_input_exactly(tmp_path, model_path, capsys, rate,
+                                                  channels, subtype, seconds):
     path = tmp_path / "song.wav"
     soundfile.write(path, _tone(seconds, rate, channels), rate, subtype=subtype)
     code, errors = _run(capsys, path, "-o", tmp_path / "out", "--model", model_path)
     assert code == 0 and errors == []
     mix, _ = read_audio(str(path))
-    _check_outputs(tmp_path / "out" / "song", mix, rate)
+    vocals, accompaniment = _outputs_in_steps(tmp_path / "out" / "song")
+    assert vocals.shape == accompaniment.shape == mix.shape
+    assert soundfile.info(tmp_path / "out" / "song" / "vocals.wav").samplerate == rate
+    np.testing.assert_array_equal(vocals + accompaniment,
+                                  np.rint(mix.astype(np.float64) * 2 ** 15))
+    assert np.abs(vocals).max() > 100  # the model passed some of the tone
+
+
+def test_clip_modes_on_the_command_line(tmp_path, model_path, capsys):
+    path = tmp_path / "loud.wav"
+    mix = _tone(0.5, 8192, 1)
+    mix *= 3.0 / np.abs(mix).max()  # a float WAV whose vocals and accompaniment exceed 1
+    soundfile.write(path, mix, 8192, subtype="FLOAT")
+    common = [path, "--model", model_path]
+
+    code, errors = _run(capsys, *common, "-o", tmp_path / "rescale")
+    assert code == 0 and len(errors) == 1
+    assert errors[0].startswith(f"warning: {path}: rescaled by ")
+    assert 0.2 < float(errors[0].split("rescaled by ")[1].split()[0]) < 1.0
+    code, errors = _run(capsys, *common, "-o", tmp_path / "clamp", "--clip-mode", "clamp")
+    assert code == 0 and len(errors) == 1
+    assert errors[0].startswith(f"warning: {path}: clipped ") and "output samples" in errors[0]
+    vocals, accompaniment = _outputs_in_steps(tmp_path / "clamp" / "loud")
+    assert max(np.abs(vocals).max(), np.abs(accompaniment).max()) >= 2 ** 15 - 1
+
+    code, errors = _run(capsys, *common, "-o", tmp_path / "none", "--clip-mode", "none",
+                        "--format", "wav-float")
+    assert code == 0 and errors == []
+    vocals, _ = soundfile.read(tmp_path / "none" / "loud" / "vocals.wav", dtype="float32")
+    accompaniment, _ = soundfile.read(tmp_path / "none" / "loud" / "accompaniment.wav",
+                                      dtype="float32")
+    np.testing.assert_allclose(vocals + accompaniment, mix[:, 0], atol=1e-6)
+    assert max(np.abs(vocals).max(), np.abs(accompaniment).max()) > 1.0
+
+    code, errors = _run(capsys, *common, "-o", tmp_path / "refused", "--clip-mode", "none")
+    assert code == 2 and len(errors) == 1 and "use --format wav-float" in errors[0]
+    assert not (tmp_path / "refused").exists()
 
 
 def test_output_folders_drop_the_whole_known_suffix():
@@ -312,3 +354,123 @@ def test_streamed_separation_is_the_whole_song_rule_at_any_rate(rate, seconds, b
 @functools.lru_cache(maxsize=1)
 def _streaming_model():
     return _model(SMALL_STFT)
+
+
+# === Compressed input: streamed, in flat memory ===
+
+def _write_compressed(path, samples, rate):
+    """OGG Vorbis through libsndfile; M4A (AAC) through ffmpeg from a float WAV."""
+    if path.suffix == ".ogg":
+        soundfile.write(path, samples, rate, format="OGG", subtype="VORBIS")
+        return
+    wav = path.with_suffix(".wav")
+    soundfile.write(wav, samples, rate, subtype="FLOAT")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(wav), "-c:a", "aac",
+                    str(path)], check=True)
+    wav.unlink()
+
+
+def _recording_open_audio(monkeypatch):
+    """Patches `open_audio` to keep every reader it opens and the longest read of each."""
+    readers, opened = [], audio_io.open_audio
+
+    def open_and_record(*args, **kwargs):
+        reader = opened(*args, **kwargs)
+        read = reader.read
+
+        def recorded_read(start, stop):
+            reader.longest_read = max(getattr(reader, "longest_read", 0), stop - start)
+            return read(start, stop)
+
+        reader.read = recorded_read
+        readers.append(reader)
+        return reader
+
+    def must_not_decode_whole(path):
+        raise AssertionError(f"{path} decoded whole")
+
+    monkeypatch.setattr(audio_io, "open_audio", open_and_record)
+    monkeypatch.setattr(audio_io, "read_audio", must_not_decode_whole)
+    monkeypatch.setattr(audio_io, "STREAM_BLOCK_SAMPLES", 1024)
+    return readers
+
+
+@pytest.mark.parametrize("suffix", [".ogg", ".m4a"])
+def test_a_compressed_file_separates_in_flat_memory_like_its_decoded_samples(
+        tmp_path, monkeypatch, suffix):
+    rate = 8000
+    path = tmp_path / f"long{suffix}"
+    _write_compressed(path, _tone(60.0, rate, 1), rate)
+    decoded, _ = read_audio(str(path))
+    separator = Separator(_streaming_model(), precision="float32", batch_size=4,
+                          block_seconds=0.5)
+    expected, _ = separator.separate(decoded, rate)
+    readers = _recording_open_audio(monkeypatch)
+    paths = separate._output_paths(
+        argparse.Namespace(format="wav-float", output_dir=str(tmp_path / "out")), path)
+    timings = dict.fromkeys(["read_resample", "model", "reconstruction", "writing"], 0.0)
+    separate.separate_file(separator, str(path), paths, "wav-float", "none", timings)
+
+    vocals, _ = soundfile.read(paths["vocals"], dtype="float32", always_2d=True)
+    accompaniment, _ = soundfile.read(paths["accompaniment"], dtype="float32", always_2d=True)
+    np.testing.assert_allclose(vocals, expected, atol=1e-6)
+    np.testing.assert_allclose(accompaniment, decoded - expected, atol=1e-6)
+    (reader,) = readers
+    look_back = round(separator.look_back_seconds * rate)
+    assert look_back < len(decoded) / 8  # holding the whole file would fail below
+    assert reader.max_held_samples < max(look_back, reader.longest_read) + 2 * 1024
+    assert reader.restarts == 1  # once more from the start, for the second pass
+
+
+def test_the_plot_reads_only_its_excerpt(tmp_path, monkeypatch):
+    rate = 8000
+    path = tmp_path / "long.ogg"
+    _write_compressed(path, _tone(60.0, rate, 1), rate)
+    references = {seconds: tmp_path / f"vocals_{seconds}.ogg" for seconds in (60.0, 30.5, 20.0)}
+    for seconds, reference in references.items():
+        _write_compressed(reference, _tone(seconds, rate, 1, seed=1), rate)
+    monkeypatch.setattr(separate, "PLOT_SECONDS", 2.0)  # the excerpt: seconds 29-31
+    readers = _recording_open_audio(monkeypatch)
+    separator = Separator(_streaming_model(), precision="float32", batch_size=4)
+    for seconds in (60.0, 30.5):  # the second reference ends inside the excerpt
+        plot = tmp_path / f"plot_{seconds}.png"
+        separate.write_plot(separator, str(path), str(plot), str(references[seconds]))
+        assert plot.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(audio_io.AudioError, match="ends before the plotted excerpt of"):
+        separate.write_plot(separator, str(path), str(tmp_path / "no.png"),
+                            str(references[20.0]))
+    assert len(readers) == 6
+    for reader in readers:
+        longest_read = getattr(reader, "longest_read", 0)  # none for the 20 s reference
+        assert longest_read < 2.5 * rate
+        assert reader.max_held_samples < longest_read + 2 * 1024
+
+
+class _HalfMask:
+    """A stand-in model whose mask is 0.5 everywhere (the read pattern does not depend on it)."""
+
+    def __init__(self, stft_config):
+        self.run_config = {"stft": dataclasses.asdict(stft_config)}
+        self.layers = []
+
+    def __call__(self, patches, training=False):
+        return 0.5 * tf.ones_like(patches)
+
+
+@settings(max_examples=8, deadline=None)
+@given(rate=st.sampled_from(RATES_HZ), batch_size=st.integers(1, 8),
+       block_seconds=st.floats(0.1, 2.0))
+def test_reads_never_reach_further_back_than_look_back_seconds(rate, batch_size, block_seconds):
+    separator = Separator(_HalfMask(SMALL_STFT), precision="float32", batch_size=batch_size,
+                          block_seconds=block_seconds)
+    n_samples = int(2.5 * separator.look_back_seconds * rate)
+    furthest, reach = 0, 0
+
+    def read(start, stop):
+        nonlocal furthest, reach
+        reach, furthest = max(reach, furthest - start), max(furthest, stop)
+        return np.zeros((stop - start, 1), np.float32)
+
+    for _ in separator.separate_blocks(read, n_samples, 1, rate):
+        pass
+    assert 0 < reach <= separator.look_back_seconds * rate
