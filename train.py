@@ -24,7 +24,7 @@ from keras_unet.config import (LR_SCHEDULES, PRECISIONS, PRESETS, RUN_CONFIG_FIL
 
 # Run lengths: the dataclasses' defaults fit the 6 s bundled clip; with a dataset
 # these apply unless the flags are given.
-DATASET_DEFAULTS = {"epochs": 60, "patches_per_epoch": 1600}
+DATASET_DEFAULTS = {"epochs": 100, "patches_per_epoch": 1600, "lr_schedule": "cosine"}
 DEFAULT_CACHE_DIR = os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
     "keras-unet-vocals")
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_flags(run, TrainConfig, renames={"learning_rate": "lr"},
                         choices={"strategy": STRATEGIES, "precision": PRECISIONS,
                                  "lr_schedule": LR_SCHEDULES},
-                        later={"epochs": _later_text("epochs")})
+                        later={field: _later_text(field) for field in ("epochs", "lr_schedule")})
     run.add_argument("--preset", choices=PRESETS, default="seed",
                      help="architecture: seed (4 layers, 32-256 channels) or paper "
                           "(Jansson et al.: 6 layers, 16-512, batch norm, dropout) (default: seed)")

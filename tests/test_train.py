@@ -295,9 +295,11 @@ def test_dataset_runs_get_longer_defaults_and_a_cache(tmp_path):
     assert config.data.n_songs is None
     assert config.train.epochs == train.DATASET_DEFAULTS["epochs"]
     assert config.data.patches_per_epoch == train.DATASET_DEFAULTS["patches_per_epoch"]
+    assert config.train.lr_schedule == "cosine"
     assert config.data.cache_dir == train.DEFAULT_CACHE_DIR
     bundled = train.config_from_args(train.build_parser().parse_args(["--epochs", "3"]))
     assert (bundled.train.epochs, bundled.data.patches_per_epoch) == (3, 64)
+    assert bundled.train.lr_schedule == "constant"
     assert bundled.data.cache_dir is None
     no_cache = train.config_from_args(train.build_parser().parse_args(
         ["--mir1k-root", str(tmp_path), "--cache-dir", "", "--n-songs", "4"]))
