@@ -25,11 +25,11 @@ Clip modes, as Demucs's `--clip-mode`:
 - "clamp": the vocals are clipped to full scale and the accompaniment is the
   mix minus them, itself clipped; the sum differs from the input only
   where the accompaniment had to be clipped.
+- "none": written as they are; only a float format holds samples beyond
+  full scale.
 
 Only the outputs must fit: a mix beyond full scale (a float file, or a
 decoder's overshoot) whose vocals and accompaniment fit is written as it is.
-- "none": written as they are; only a float format holds samples beyond
-  full scale.
 """
 
 import dataclasses
