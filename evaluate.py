@@ -12,7 +12,7 @@ stderr and left out; the others are still scored and written, and the exit
 code is then 2. With neither --musdb-root nor --tracks it scores the
 MUSDB18 clip that stempeg ships. Prints the table and writes
 OUTDIR/scores.json (every figure; its keys are documented in
-keras_unet/evaluation.py) and OUTDIR/sdr_boxplot.png.
+keras_unet/apps/evaluation.py) and OUTDIR/sdr_boxplot.png.
 
 --tracks DIR: a folder of track folders, each with mixture.wav, vocals.wav
 and optionally accompaniment.wav (else mixture - vocals).
@@ -27,7 +27,7 @@ import os
 import sys
 
 from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
-from keras_unet.config import PRECISIONS
+from keras_unet.core.config import PRECISIONS
 
 DEFAULT_OUTPUT = "evaluation"
 SCORES_FILE = "scores.json"
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     if args.is_wav and args.musdb_root is None:
         fail("--is-wav needs --musdb-root")
 
-    from keras_unet import evaluation
+    from keras_unet.apps import evaluation
 
     try:
         if args.mir1k_root is not None:
@@ -86,9 +86,9 @@ def main(argv=None) -> int:
              "(train one with train.py, or pass --model)")
     import_tensorflow_quietly()
 
-    from keras_unet.export import ModelFileError, load_model, run_config_of
-    from keras_unet.precision import policy_of
-    from keras_unet.separator import Separator
+    from keras_unet.apps.precision import policy_of
+    from keras_unet.apps.separator import Separator
+    from keras_unet.core.saving import ModelFileError, load_model, run_config_of
 
     try:
         model = load_model(args.model)

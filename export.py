@@ -98,7 +98,8 @@ def main(argv=None) -> int:
         return _fail("--tflite needs the mask signature: use --kind mask or both")
     import_tensorflow_quietly()
 
-    from keras_unet.export import ModelFileError, export_saved_model, load_model, signature_names
+    from keras_unet.apps.export import export_saved_model, signature_names
+    from keras_unet.core.saving import ModelFileError, load_model
 
     try:
         model = load_model(args.checkpoint)

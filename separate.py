@@ -32,10 +32,10 @@ import sys
 import time
 from typing import Optional
 
+from keras_unet.apps.writing import CLIP_MODES
 from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
-from keras_unet.files import atomic_path
-from keras_unet.config import PRECISIONS
-from keras_unet.writing import CLIP_MODES
+from keras_unet.core.config import PRECISIONS
+from keras_unet.core.files import atomic_path
 
 FORMATS = ("wav16", "wav-float", "flac")
 STEM_SUFFIXES = (".stem.mp4", ".stem.m4a")
@@ -88,7 +88,7 @@ def song_name(path: str) -> str:
 
 
 def _output_paths(args, path: str) -> dict:
-    from pipelines.audio_io import OUTPUT_FORMATS
+    from keras_unet.core.audio_io import OUTPUT_FORMATS
 
     extension = OUTPUT_FORMATS[args.format][0]
     folder = os.path.join(args.output_dir, song_name(path))
@@ -110,10 +110,10 @@ def separate_file(separator, path: str, paths: dict, output_format: str, clip_mo
     """Separates one file into paths["vocals"] and paths["accompaniment"], block by block.
 
     Returns:
-        `keras_unet.writing.Written`: the peak, scale factor and clipping.
+        `keras_unet.apps.writing.Written`: the peak, scale factor and clipping.
     """
-    from keras_unet.writing import write_separation
-    from pipelines.audio_io import open_audio
+    from keras_unet.apps.writing import write_separation
+    from keras_unet.core.audio_io import open_audio
 
     stages = ("read_resample", "model", "reconstruction")  # the separator adds these itself
     began = time.perf_counter()
@@ -164,7 +164,7 @@ def _reference_excerpt(reference: str, path: str, start_seconds: float, length: 
     """
     import numpy as np
 
-    from pipelines.audio_io import AudioError, open_audio, resample
+    from keras_unet.core.audio_io import AudioError, open_audio, resample
 
     with open_audio(reference) as reader:
         reference_rate = reader.sample_rate_hz
@@ -188,8 +188,8 @@ def write_plot(separator, path: str, plot_path: str, reference: str = None) -> N
     """
     import numpy as np
 
-    from keras_unet.figures import LEVEL, MASK, png_bytes, spectrogram_figure
-    from pipelines.audio_io import AudioError, open_audio
+    from keras_unet.apps.figures import LEVEL, MASK, png_bytes, spectrogram_figure
+    from keras_unet.core.audio_io import AudioError, open_audio
 
     with open_audio(path) as reader:
         rate = reader.sample_rate_hz
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         parser.error("argument --reference: gives the vocals of one input; "
                      f"received {len(args.inputs)} inputs")
 
-    from pipelines.audio_io import AudioError, check_readable
+    from keras_unet.core.audio_io import AudioError, check_readable
 
     if not os.path.exists(args.model):
         fail(f"--model {args.model}: no such model file or folder"
@@ -287,8 +287,8 @@ def main(argv=None) -> int:
         return 2
 
     import_tensorflow_quietly()
-    from keras_unet.export import ModelFileError, load_model
-    from keras_unet.separator import Separator
+    from keras_unet.apps.separator import Separator
+    from keras_unet.core.saving import ModelFileError, load_model
 
     try:
         model = load_model(args.model)

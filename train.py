@@ -18,9 +18,9 @@ import sys
 
 from keras_unet.cli import (ArgumentParser, add_dataclass_flags, dataclass_from_args, fail,
                             import_tensorflow_quietly, int_or_all)
-from keras_unet.config import (LR_SCHEDULES, PRECISIONS, PRESETS, RUN_CONFIG_FILE, STRATEGIES,
-                               WINDOWS, DataConfig, ModelConfig, RunConfig, StftConfig,
-                               TrainConfig)
+from keras_unet.core.config import (LR_SCHEDULES, PRECISIONS, PRESETS, RUN_CONFIG_FILE,
+                                    STRATEGIES, WINDOWS, DataConfig, ModelConfig, RunConfig,
+                                    StftConfig, TrainConfig)
 
 # Run lengths: the dataclasses' defaults fit the 6 s bundled clip; with a dataset
 # these apply unless the flags are given.
@@ -104,8 +104,8 @@ def main(argv=None) -> int:
         parser.error(str(error))
     import_tensorflow_quietly()
 
-    from keras_unet import training
-    from pipelines.audio_io import AudioError
+    from keras_unet.apps import training
+    from keras_unet.core.audio_io import AudioError
     from pipelines.sources import DataError
 
     warning = training.short_run_warning(config)

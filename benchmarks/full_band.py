@@ -39,9 +39,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import_tensorflow_quietly()
 
-    from keras_unet import evaluation
-    from keras_unet.export import ModelFileError, load_model
-    from keras_unet.separator import Separator
+    from keras_unet.apps import evaluation
+    from keras_unet.apps.separator import Separator
+    from keras_unet.core.saving import ModelFileError, load_model
 
     try:
         separator = Separator(load_model(args.model), precision=args.precision)

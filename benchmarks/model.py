@@ -93,8 +93,8 @@ def build_case(preset: str, precision: str, mode: str, batch: int, jit: bool) ->
     import numpy as np
     import tensorflow as tf
 
-    from keras_unet.config import ModelConfig, RunConfig
-    from keras_unet.model import build_model
+    from keras_unet.core.config import ModelConfig, RunConfig
+    from keras_unet.core.model import build_model
 
     run_config = RunConfig(model=ModelConfig.from_preset(preset))
     model = build_model(run_config, dtype_policy=precision)

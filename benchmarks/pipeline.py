@@ -53,7 +53,7 @@ def measure_training(tracks, config, batch: int, args) -> tuple:
     """(patches/s, spread) of `train_on_batch` of the default model on one batch."""
     import keras
 
-    from keras_unet.model import build_model
+    from keras_unet.core.model import build_model
     from pipelines.datasets import make_train_dataset
 
     mix, vocals, weights = next(iter(make_train_dataset(tracks, config, batch, seed=1)))
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     import dataclasses
 
-    from keras_unet.config import RunConfig
+    from keras_unet.core.config import RunConfig
     from pipelines.sources import DataError, load_tracks
 
     configure_threads(args.intra_threads, args.inter_threads)

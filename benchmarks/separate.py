@@ -54,9 +54,9 @@ def write_song(path: str, seconds: float, rate: int = RATE_HZ) -> None:
 
 def default_model(folder: str) -> str:
     """A randomly initialised default model saved in `folder`."""
-    from keras_unet.config import RunConfig
-    from keras_unet.export import save_keras
-    from keras_unet.model import build_model
+    from keras_unet.core.config import RunConfig
+    from keras_unet.core.model import build_model
+    from keras_unet.core.saving import save_keras
 
     path = os.path.join(folder, "random_seed_model.keras")
     save_keras(build_model(RunConfig()), path)

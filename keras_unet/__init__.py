@@ -1,16 +1,25 @@
 """Singing-voice separation with a U-Net on magnitude spectrograms (Keras 3).
 
-The configuration classes import without TensorFlow; the model API
-(`build_unet`, `build_model`, `MaskModel`, `masked_l1_loss`) loads it on
-first use, so command-line tools answer `--help` and bad input quickly.
+Layers, each importing only from those below it:
+
+    train.py, separate.py, evaluate.py, export.py,
+    keras_unet/__main__.py, keras_unet/cli.py, benchmarks/    command lines
+    keras_unet/apps/      training, separation, writing, export, evaluation
+    pipelines/            training input: sources, patches, augmentation, tf.data
+    keras_unet/core/      config, files, audio I/O, STFT, the model and its loss
+
+This package exports the configuration classes, which import without
+TensorFlow, and the model API (`build_unet`, `build_model`, `MaskModel`,
+`masked_l1_loss`), which loads it on first use, so command-line tools answer
+`--help` and bad input quickly.
 """
 
 import importlib
 
-from keras_unet.config import DataConfig, ModelConfig, RunConfig, StftConfig, TrainConfig
+from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig, TrainConfig
 
-_LAZY = {"build_unet": "keras_unet.model", "build_model": "keras_unet.model",
-         "MaskModel": "keras_unet.steps", "masked_l1_loss": "keras_unet.steps"}
+_LAZY = {"build_unet": "keras_unet.core.model", "build_model": "keras_unet.core.model",
+         "MaskModel": "keras_unet.core.steps", "masked_l1_loss": "keras_unet.core.steps"}
 
 __all__ = ["DataConfig", "MaskModel", "ModelConfig", "RunConfig", "StftConfig",
            "TrainConfig", "build_model", "build_unet", "masked_l1_loss"]

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from keras_unet.config import PRESETS, ModelConfig, StftConfig
+from keras_unet.core.config import PRESETS, ModelConfig, StftConfig
 
 
 def skip_connections(model):
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from keras_unet.model import build_unet
+    from keras_unet.core.model import build_unet
 
     config = ModelConfig.from_preset(args.preset)
     n_bins = StftConfig().n_bins

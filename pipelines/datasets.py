@@ -3,7 +3,7 @@
 Both datasets yield `(mix, vocals, frame_weights)`: float32 (batch, bins,
 frames), (batch, bins, frames), (batch, 1, frames), the magnitudes divided
 by the mix patch's maximum and frame weights 0 on padding (see
-`pipelines.patches`), as `keras_unet.steps.MaskModel` trains on them.
+`pipelines.patches`), as `keras_unet.core.steps.MaskModel` trains on them.
 
 All tracks' waveforms are put back to back in two constant tensors on the
 CPU (vocals, accompaniment; (channels, samples)), captured by the map
@@ -43,7 +43,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from keras_unet.config import RunConfig
+from keras_unet.core.config import RunConfig
 from pipelines import augment, patches
 
 # Names of the uniform draws behind one training example, in order.

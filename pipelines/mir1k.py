@@ -24,7 +24,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from pipelines import audio_io
+from keras_unet.core import audio_io
 
 TRAIN_SINGERS = ("abjones", "amy")
 SUBSETS = ("train", "test")

@@ -3,7 +3,7 @@
 A patch is `patch_frames` (T) consecutive STFT frames, placed by `start`, a
 sample index of the track: frame k of the patch is the window over samples
 [start + k*hop - P, start + k*hop - P + n_fft), P = n_fft - hop. That is the
-frame `keras_unet.transforms.stft` computes over a whole track, so a patch
+frame `keras_unet.core.transforms.stft` computes over a whole track, so a patch
 whose start is a multiple of hop holds exactly the frames a separator sees
 for the same place (validation tiles start at j * T * hop).
 
@@ -29,8 +29,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from keras_unet import transforms
-from keras_unet.config import StftConfig
+from keras_unet.core import transforms
+from keras_unet.core.config import StftConfig
 
 NORMALISATION_EPSILON = 1e-8
 SILENCE_RMS = 10.0 ** (-50.0 / 20.0)  # vocals quieter than -50 dBFS count as silent

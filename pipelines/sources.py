@@ -52,9 +52,10 @@ import re
 import numpy as np
 import tqdm
 
-from keras_unet.config import RunConfig
-from keras_unet.files import atomic_path
-from pipelines import audio_io, mir1k
+from keras_unet.core import audio_io
+from keras_unet.core.config import RunConfig
+from keras_unet.core.files import atomic_path
+from pipelines import mir1k
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""evaluate.py and keras_unet.evaluation: baselines with known scores, the report, bad input."""
+"""evaluate.py and keras_unet.apps.evaluation: baselines with known scores, the report, bad input."""
 
 import json
 import math
@@ -9,8 +9,8 @@ import pytest
 import soundfile
 
 import evaluate
-from keras_unet import evaluation
-from keras_unet.config import ModelConfig, RunConfig, StftConfig
+from keras_unet.apps import evaluation
+from keras_unet.core.config import ModelConfig, RunConfig, StftConfig
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = RunConfig(stft=StftConfig(patch_frames=16),
@@ -60,8 +60,8 @@ def write_track(folder, track, accompaniment=True):
 
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory):
-    from keras_unet.export import save_keras
-    from keras_unet.model import build_model
+    from keras_unet.core.model import build_model
+    from keras_unet.core.saving import save_keras
 
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     save_keras(build_model(TINY_RUN), str(path))

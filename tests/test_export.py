@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_unet.config import ModelConfig, RunConfig, StftConfig
-from keras_unet.export import (CONFIG_FILE, KERAS_FILE, TFLITE_FILE, ModelFileError,
-                               export_saved_model, load_model, save_keras)
-from keras_unet.model import build_model, build_unet
-from keras_unet.precision import policy_of
-from keras_unet.separator import Separator, separate_mono
+from keras_unet.apps.export import CONFIG_FILE, TFLITE_FILE, export_saved_model
+from keras_unet.apps.precision import policy_of
+from keras_unet.apps.separator import Separator, separate_mono
+from keras_unet.core.config import KERAS_FILE, ModelConfig, RunConfig, StftConfig
+from keras_unet.core.model import build_model, build_unet
+from keras_unet.core.saving import ModelFileError, load_model, save_keras
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_CONFIG = RunConfig(stft=StftConfig(n_fft=256, hop_samples=192, patch_frames=16),
@@ -57,7 +57,7 @@ def clip():
     """The bundled MUSDB clip's mixture, mono at the model's rate. (samples,)"""
     import stempeg
 
-    from pipelines.audio_io import resample, to_mono
+    from keras_unet.core.audio_io import resample, to_mono
 
     stems, rate = stempeg.read_stems(stempeg.example_stem_path(), stem_id=0)
     return to_mono(resample(stems, rate, RUN_CONFIG.stft.sample_rate_hz))

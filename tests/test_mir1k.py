@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from keras_unet.config import DataConfig, RunConfig, StftConfig
+from keras_unet.core.config import DataConfig, RunConfig, StftConfig
 from pipelines import datasets, mir1k, sources
 from pipelines.sources import DataError
 

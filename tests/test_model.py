@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_unet import MaskModel, ModelConfig, RunConfig, build_model, build_unet, masked_l1_loss
 from keras_unet.__main__ import main as self_check_main
 from keras_unet.__main__ import skip_connections
-from keras_unet.export import load_model, run_config_of, save_keras
+from keras_unet.core.saving import load_model, run_config_of, save_keras
 
 TINY = ModelConfig(depth=3, base_channels=4)
 
@@ -159,7 +159,7 @@ def test_bad_model_config_names_the_argument():
 
 def test_a_model_from_another_version_is_refused_by_name(tmp_path):
     """A setting this version does not know may change the network: refuse it, one clear line."""
-    from keras_unet.export import ModelFileError
+    from keras_unet.core.saving import ModelFileError
 
     model = build_model(RunConfig(model=ModelConfig(depth=2, base_channels=4)))
     model.run_config = {**model.run_config, "model": {**model.run_config["model"],

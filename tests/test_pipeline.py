@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_unet import transforms
-from keras_unet.config import DataConfig, RunConfig, StftConfig
-from pipelines import audio_io, augment, datasets, patches, sources
+from keras_unet.core import audio_io, transforms
+from keras_unet.core.config import DataConfig, RunConfig, StftConfig
+from pipelines import augment, datasets, patches, sources
 from pipelines.sources import DataError, Track
 
 SYNTHETIC_RATE_HZ = 44100

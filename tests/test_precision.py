@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from keras_unet import precision
-from keras_unet.config import DataConfig, ModelConfig, RunConfig, StftConfig
-from keras_unet.model import build_model
+from keras_unet.apps import precision
+from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig
+from keras_unet.core.model import build_model
 
 SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "saved_models", "default")
@@ -135,7 +135,7 @@ def _train_and_compare(config: RunConfig, epochs: int, batch_size: int,
 
 def _compare_model(model, mix, true_vocals, sample_rate_hz):
     """Vocals SDR of `mix` separated in float32 and in mixed_bfloat16."""
-    from keras_unet.separator import Separator
+    from keras_unet.apps.separator import Separator
 
     scores, estimates = {}, {}
     for name in ("float32", "mixed_bfloat16"):
@@ -168,7 +168,7 @@ def test_shipped_model_keeps_its_quality_in_bfloat16():
     """The real claim: the shipped model on the bundled clip, full band, 44.1 kHz stereo."""
     import stempeg
 
-    from keras_unet.export import load_model
+    from keras_unet.core.saving import load_model
 
     stems, rate = stempeg.read_stems(stempeg.example_stem_path())  # (5, samples, 2)
     mix, vocals = stems[0].astype(np.float32), stems[4].astype(np.float32)

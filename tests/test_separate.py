@@ -1,4 +1,4 @@
-"""separate.py and keras_unet.separator: known answers, files on disk, streaming, bad input."""
+"""separate.py and keras_unet.apps.separator: known answers, files on disk, streaming, bad input."""
 
 import argparse
 import dataclasses
@@ -15,15 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import separate
-from keras_unet.config import ModelConfig, RunConfig, StftConfig
-from keras_unet.export import save_keras
-from keras_unet.model import build_model
-from keras_unet.separator import (Separator, full_band_vocals, full_rate_stft_config, map_mask,
-                                  model_frame_positions, normalise_patches, predict_mask,
-                                  separate_mono, split_patches)
-from keras_unet.transforms import magnitude, stft
-from pipelines import audio_io
-from pipelines.audio_io import read_audio, resample
+from keras_unet.apps.separator import (Separator, full_band_vocals, full_rate_stft_config,
+                                       map_mask, model_frame_positions, normalise_patches,
+                                       predict_mask, separate_mono, split_patches)
+from keras_unet.core import audio_io
+from keras_unet.core.audio_io import read_audio, resample
+from keras_unet.core.config import ModelConfig, RunConfig, StftConfig
+from keras_unet.core.model import build_model
+from keras_unet.core.saving import save_keras
+from keras_unet.core.transforms import magnitude, stft
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ModelConfig(depth=2, base_channels=4)

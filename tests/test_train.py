@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 
 import train
-from keras_unet.callbacks import read_history
-from keras_unet.export import load_model
-from keras_unet.training import BACKUP_METADATA
+from keras_unet.apps.callbacks import read_history
+from keras_unet.apps.training import BACKUP_METADATA
+from keras_unet.core.saving import load_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--batch-size", "4", "--patches-per-epoch", "8", "--log-every-steps", "1"]
@@ -227,7 +227,7 @@ def test_a_nan_loss_stops_training_with_a_message_and_keeps_the_good_checkpoint(
 
 def test_best_constant_mask_is_the_mix_weighted_median_of_the_vocals_share():
     """Half the bins are 90% voice with a loud mix, half 10% with a quiet one: 0.9 wins."""
-    from keras_unet.training import best_constant_mask
+    from keras_unet.apps.training import best_constant_mask
 
     mix = np.ones((4, 8, 6), np.float32)
     mix[:, :4] = 4.0  # the loud half
@@ -248,9 +248,9 @@ def test_best_constant_mask_is_the_mix_weighted_median_of_the_vocals_share():
 
 
 def test_the_mask_starts_at_the_given_constant():
-    from keras_unet.config import ModelConfig, RunConfig, StftConfig
-    from keras_unet.model import build_model
-    from keras_unet.training import initialise_mask_bias
+    from keras_unet.apps.training import initialise_mask_bias
+    from keras_unet.core.config import ModelConfig, RunConfig, StftConfig
+    from keras_unet.core.model import build_model
 
     model = build_model(RunConfig(stft=StftConfig(patch_frames=16),
                                   model=ModelConfig(depth=2, base_channels=4)))
@@ -260,8 +260,8 @@ def test_the_mask_starts_at_the_given_constant():
 
 
 def test_cosine_schedule_warms_up_then_decays_to_a_hundredth():
-    from keras_unet.config import DataConfig, RunConfig, TrainConfig
-    from keras_unet.training import learning_rate
+    from keras_unet.apps.training import learning_rate
+    from keras_unet.core.config import DataConfig, RunConfig, TrainConfig
 
     config = RunConfig(data=DataConfig(patches_per_epoch=160),
                        train=TrainConfig(epochs=10, learning_rate=2e-3, lr_schedule="cosine",
@@ -278,8 +278,8 @@ def test_cosine_schedule_warms_up_then_decays_to_a_hundredth():
 
 
 def test_a_dataset_run_too_short_to_learn_is_warned_about():
-    from keras_unet.config import DataConfig, RunConfig, TrainConfig
-    from keras_unet.training import MIN_LEARNING_STEPS, short_run_warning
+    from keras_unet.apps.training import MIN_LEARNING_STEPS, short_run_warning
+    from keras_unet.core.config import DataConfig, RunConfig, TrainConfig
 
     short = RunConfig(data=DataConfig(mir1k_root="/data/MIR-1K", patches_per_epoch=320),
                       train=TrainConfig(epochs=5))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_unet import transforms
-from keras_unet.config import StftConfig
+from keras_unet.core import transforms
+from keras_unet.core.config import StftConfig
 
 PAPER = StftConfig()
 

@@ -38,8 +38,8 @@ from typing import Callable, Iterable, Tuple
 
 import numpy as np
 
-from keras_unet import files
-from pipelines.audio_io import AudioError, AudioWriter, integer_steps
+from keras_unet.core import files
+from keras_unet.core.audio_io import AudioError, AudioWriter, integer_steps
 
 CLIP_MODES = ("rescale", "clamp", "none")
 
@@ -134,8 +134,8 @@ def write_separation(blocks: Iterable[Tuple[int, np.ndarray, np.ndarray]],
         n_channels: its channels.
         sample_rate_hz: its rate.
         vocals_path, accompaniment_path: the files to write, each atomically
-            (`pipelines.audio_io.AudioWriter`); the scratch file is deleted.
-        output_format: a key of `pipelines.audio_io.OUTPUT_FORMATS`.
+            (`keras_unet.core.audio_io.AudioWriter`); the scratch file is deleted.
+        output_format: a key of `keras_unet.core.audio_io.OUTPUT_FORMATS`.
         clip_mode: one of `CLIP_MODES`.
 
     Returns:

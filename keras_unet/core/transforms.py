@@ -13,7 +13,7 @@ signal (the paper's Hann 1024 / hop 768 does).
 
 import tensorflow as tf
 
-from keras_unet.config import StftConfig
+from keras_unet.core.config import StftConfig
 
 _WINDOW_FUNCTIONS = {"hann": tf.signal.hann_window, "hamming": tf.signal.hamming_window}
 

@@ -1,12 +1,12 @@
-"""Saving, loading and exporting models with their configuration.
+"""Exporting a model as a SavedModel folder that TensorFlow alone can serve.
 
-A `.keras` file carries its `RunConfig` inside the model's config.
 `export_saved_model` writes a SavedModel folder that TensorFlow alone (no
-Keras, no import of this project) can load and serve:
+Keras, no import of this project) can load and serve; `.keras` files
+themselves are saved and loaded by `keras_unet.core.saving`:
 
     DIR/saved_model.pb, DIR/variables/   the graph and weights
     DIR/config.json                      the `RunConfig` JSON
-    DIR/model.keras                      the Keras model, for `load_model(DIR)`
+    DIR/model.keras                      the Keras model, for `saving.load_model(DIR)`
     DIR/model.tflite                     optional: the mask signature in TFLite
 
 Signatures (the serving contract; `serving_default` is the first listed for
@@ -18,7 +18,7 @@ the kind):
 
     mask:     mix_magnitude float32 (batch, bins, patch_frames), each patch
               divided by its own maximum as in training
-              (`keras_unet.separator.normalise_patches`) -> mask float32
+              (`keras_unet.apps.separator.normalise_patches`) -> mask float32
               (batch, bins, patch_frames) in [0, 1]; the model as trained
     separate: waveform float32 (samples,), mono at the model's rate, any
               length -> vocals, accompaniment float32 (samples,); their sum
@@ -43,12 +43,13 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_unet.config import RUN_CONFIG_FILE, RunConfig
-from keras_unet.files import atomic_path
-from keras_unet.steps import MaskModel
+from keras_unet.apps.precision import model_for_precision
+from keras_unet.apps.separator import separate_mono
+from keras_unet.core.config import KERAS_FILE, RUN_CONFIG_FILE, RunConfig
+from keras_unet.core.saving import checked_run_config
+from keras_unet.core.steps import MaskModel
 
 CONFIG_FILE = RUN_CONFIG_FILE
-KERAS_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
 
@@ -65,49 +66,6 @@ ACCOMPANIMENT_OUTPUT = "accompaniment"
 CONFIG_OUTPUT = "config_json"
 
 
-class ModelFileError(ValueError):
-    """A model path is missing or does not hold a model of this project."""
-
-
-def save_keras(model: MaskModel, path: str) -> None:
-    """Saves a `.keras` file atomically (temporary file in the same folder, then rename)."""
-    with atomic_path(path, suffix=".keras") as temporary:
-        model.save(temporary)
-
-
-def run_config_of(model: MaskModel) -> RunConfig:
-    """The `RunConfig` a model was built with (defaults when it carries none)."""
-    return RunConfig.from_dict(model.run_config or {})
-
-
-def load_model(path: str) -> MaskModel:
-    """Loads a `.keras` file or a SavedModel folder written by `export_saved_model`.
-
-    Raises:
-        ModelFileError: missing path, or not a model of this project.
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        keras_path = os.path.join(path, KERAS_FILE)
-        if not os.path.isfile(keras_path):
-            raise ModelFileError(f"{path}: not a model folder of this project (no {KERAS_FILE})")
-        path = keras_path
-    elif not os.path.exists(path):
-        raise ModelFileError(f"{path}: no such model file or folder")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad archive
-        raise ModelFileError(
-            f"{path}: not a readable .keras model ({type(error).__name__})") from None
-    if not isinstance(model, MaskModel):
-        raise ModelFileError(f"{path}: not a keras_unet mask model")
-    try:
-        run_config_of(model)
-    except ValueError as error:
-        raise ModelFileError(f"{path}: {error}") from None
-    return model
-
-
 def signature_names(kind: str) -> tuple:
     """Signatures an export of `kind` holds besides `serving_default`, primary first."""
     _check_kind(kind)
@@ -122,7 +80,7 @@ def export_saved_model(model: MaskModel, directory: str, kind: str = "mask",
 
     The export computes in float32 whatever the model's precision: a
     mixed-precision model is exported as its float32 twin (same weights,
-    `keras_unet.precision.model_for_precision`), since TFLite and many CPUs
+    `keras_unet.apps.precision.model_for_precision`), since TFLite and many CPUs
     have no bfloat16 kernels. `model.keras` in the folder is that twin too.
 
     Args:
@@ -139,7 +97,8 @@ def export_saved_model(model: MaskModel, directory: str, kind: str = "mask",
     Raises:
         ValueError: unknown `kind`, `batch_size` < 1, or `tflite` with kind
             "separator".
-        ModelFileError: the model's input shape does not match its config.
+        keras_unet.core.saving.ModelFileError: the model's input shape does not
+            match its config.
         FileExistsError: `directory` exists, is not empty and is not an export
             of this project.
     """
@@ -149,8 +108,6 @@ def export_saved_model(model: MaskModel, directory: str, kind: str = "mask",
     if tflite and kind == "separator":
         raise ValueError("`tflite` needs the mask signature: use kind 'mask' or 'both'. "
                          "Received: kind='separator'")
-    from keras_unet.precision import model_for_precision  # it imports this module
-
     run_config = checked_run_config(model)
     model = model_for_precision(model, "float32")
     directory = os.path.abspath(os.fspath(directory))
@@ -183,22 +140,6 @@ def convert_to_tflite(saved_model_dir: str) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(
         saved_model_dir, signature_keys=[MASK_SIGNATURE])
     return converter.convert()
-
-
-def checked_run_config(model: MaskModel) -> RunConfig:
-    """The model's `RunConfig`, after checking that it matches the model's input.
-
-    Raises:
-        ModelFileError: the input is not (batch, n_bins, patch_frames) of the config.
-    """
-    run_config = run_config_of(model)
-    expected = (run_config.stft.n_bins, run_config.stft.patch_frames)
-    actual = tuple(model.inputs[0].shape[1:])
-    if actual != expected:
-        raise ModelFileError(
-            f"{model.name}: input (bins, frames) {actual} does not match its config's "
-            f"(n_fft // 2 + 1, patch_frames) = {expected}")
-    return run_config
 
 
 def _check_kind(kind: str) -> None:
@@ -241,8 +182,6 @@ def _mask_function(model, stft_config):
 
 
 def _separate_function(model, stft_config, batch_size):
-    from keras_unet.separator import separate_mono
-
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name=WAVEFORM_INPUT)])
     def separate(waveform):
         vocals, accompaniment = separate_mono(model, waveform, stft_config,

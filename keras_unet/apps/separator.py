@@ -48,11 +48,11 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from keras_unet.config import StftConfig
-from keras_unet.export import run_config_of
-from keras_unet.precision import model_for_precision
-from keras_unet.transforms import frame_count, istft, magnitude, masked_waveform, stft
-from pipelines.audio_io import resample, resampled_length
+from keras_unet.apps.precision import model_for_precision
+from keras_unet.core.audio_io import resample, resampled_length
+from keras_unet.core.config import StftConfig
+from keras_unet.core.saving import run_config_of
+from keras_unet.core.transforms import frame_count, istft, magnitude, masked_waveform, stft
 
 SILENCE_FLOOR = 1e-8
 """A patch is divided by max(its maximum, SILENCE_FLOOR): silence stays zero."""
@@ -157,7 +157,7 @@ def predict_mask(model, magnitudes: tf.Tensor, stft_config: StftConfig,
     """The model's mask for spectrograms of any length.
 
     Args:
-        model: a mask model (`keras_unet.model.build_model`), or any callable
+        model: a mask model (`keras_unet.core.model.build_model`), or any callable
             `model(x, training=False)` mapping float32 (batch, bins,
             patch_frames) to a mask of the same shape.
         magnitudes: float32 (channels, bins, frames), the mix magnitude at the
@@ -251,7 +251,7 @@ def full_band_vocals(samples: np.ndarray, sample_rate_hz: int, model_mask: np.nd
 
 
 def frame_centres_seconds(frames: np.ndarray, config: StftConfig) -> np.ndarray:
-    """Centre times of STFT frames (the framing rule of `keras_unet.transforms`)."""
+    """Centre times of STFT frames (the framing rule of `keras_unet.core.transforms`)."""
     return (frames * config.hop_samples + config.hop_samples - config.n_fft / 2) \
         / config.sample_rate_hz
 
@@ -345,9 +345,9 @@ class Separator:
     (`trace_count` counts the traces).
 
     Args:
-        model: a `MaskModel` (`keras_unet.export.load_model`).
+        model: a `MaskModel` (`keras_unet.core.saving.load_model`).
         precision: "auto", "float32" or "mixed_bfloat16" (see
-            `keras_unet.precision`).
+            `keras_unet.apps.precision`).
         batch_size: patches per model call.
         block_seconds: output block length (memory, not results, depends on it).
         progress: show a tqdm progress bar on stderr.
@@ -383,7 +383,7 @@ class Separator:
         """How far before the furthest sample read so far `separate_blocks` may read again.
 
         An upper bound, in seconds of the song, for `block_seconds` blocks: a
-        reader that decodes forward only (`pipelines.audio_io.open_audio`)
+        reader that decodes forward only (`keras_unet.core.audio_io.open_audio`)
         keeps this much audio behind the furthest sample and never decodes
         again. The furthest read is one model computation: max(batch_size,
         the patches a block spans) patches past the block being written. Later

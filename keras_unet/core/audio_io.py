@@ -24,7 +24,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from keras_unet import files
+from keras_unet.core import files
 
 STREAM_BLOCK_SAMPLES = 1 << 16
 """Samples per channel decoded at a time from a compressed file (1.5 s at 44.1 kHz)."""

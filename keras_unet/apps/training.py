@@ -28,17 +28,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_unet import callbacks as unet_callbacks
-from keras_unet.config import HISTORY_FILE, RUN_CONFIG_FILE, RunConfig
-from keras_unet.export import export_saved_model, load_model, save_keras
-from keras_unet.files import atomic_path
-from keras_unet.model import build_model
-from keras_unet.precision import resolve_precision
-from keras_unet.steps import masked_l1_loss
+from keras_unet.apps import callbacks as unet_callbacks
+from keras_unet.apps.export import export_saved_model
+from keras_unet.apps.precision import resolve_precision
+from keras_unet.core.config import HISTORY_FILE, RUN_CONFIG_FILE, RunConfig
+from keras_unet.core.files import atomic_path
+from keras_unet.core.model import build_model
+from keras_unet.core.saving import load_model, save_keras
+from keras_unet.core.steps import masked_l1_loss
+from pipelines.datasets import make_train_dataset, make_validation_dataset, validation_patch
+from pipelines.sources import load_tracks
 
 CHECKPOINT_EVERY_EPOCHS = 5
 COSINE_FINAL_SHARE = 0.01  # the cosine schedule ends at 1% of the peak learning rate
-MASK_LAYER = "mask_deconv"  # the layer before the mask's sigmoid (keras_unet.model)
+MASK_LAYER = "mask_deconv"  # the layer before the mask's sigmoid (keras_unet.core.model)
 MASK_INIT_BATCHES = 8
 MASK_INIT_SEED_OFFSET = 7919
 MASK_INIT_RANGE = (0.01, 0.99)
@@ -278,8 +281,6 @@ def fit_multiworker(model, strategy, config: RunConfig, train_tracks, validation
     the same weights, so each computes the validation loss locally, without
     collectives. `run_callbacks` is empty on the non-chief workers.
     """
-    from pipelines.datasets import make_train_dataset, make_validation_dataset
-
     global_batch = config.train.batch_size
 
     def worker_dataset(context: tf.distribute.InputContext):
@@ -345,9 +346,6 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     backup_dir = _prepare_save_dir(config, resume) if chief else None
     log_dir = os.path.join(save_dir, "logs", stamp)
     export_dir = config.train.export_dir or os.path.join("saved_models", _run_name(config, stamp))
-
-    from pipelines.datasets import make_train_dataset, make_validation_dataset, validation_patch
-    from pipelines.sources import load_tracks
 
     train_tracks, validation_tracks = load_tracks(config)
     model = _build_compiled_model(config, strategy)

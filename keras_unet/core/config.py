@@ -17,6 +17,7 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 WINDOWS = ("hann", "hamming")
 RUN_CONFIG_FILE = "config.json"  # the RunConfig JSON beside checkpoints and in exports
 HISTORY_FILE = "history.csv"  # per-epoch losses, in TrainConfig.save_dir
+KERAS_FILE = "model.keras"  # the Keras model inside an export folder
 
 
 def _require(condition, message):

@@ -48,9 +48,9 @@ undefined, e.g. a track whose vocals are silent throughout):
                                                    "GSAR": dB, "GSDR": dB}}}}
     }
 
-This module imports TensorFlow only inside the functions that need it, so
-the worker processes of `evaluate_tracks`, which only score, need nothing
-of it beyond what the `keras_unet` package itself imports.
+This module imports TensorFlow (`keras_unet.core.transforms`,
+`keras_unet.apps.separator`) only inside the functions that need it, so the
+worker processes of `evaluate_tracks`, which only score, start without it.
 """
 
 import concurrent.futures
@@ -65,9 +65,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from keras_unet.files import atomic_path
+from keras_unet.core.audio_io import AudioError, read_audio, resample
+from keras_unet.core.files import atomic_path
 from pipelines import mir1k
-from pipelines.audio_io import AudioError, read_audio, resample
 
 SOURCES = ("vocals", "accompaniment")
 METRICS = ("SDR", "SIR", "SAR", "ISR")
@@ -295,14 +295,14 @@ def _channels_first(samples: np.ndarray) -> np.ndarray:
 
 def _spectrogram(samples: np.ndarray, stft_config):
     """complex64 (channels, bins, frames) of float32 (samples, channels)."""
-    from keras_unet import transforms
+    from keras_unet.core import transforms
 
     return transforms.stft(_channels_first(samples), stft_config)
 
 
 def _masked_vocals(mask: np.ndarray, mix_spectrogram, stft_config, length: int) -> np.ndarray:
     """mask * |X| with the phase of X, as float32 (samples, channels)."""
-    from keras_unet import transforms
+    from keras_unet.core import transforms
 
     vocals = transforms.masked_waveform(mask.astype(np.float32), mix_spectrogram, stft_config,
                                         length)  # (channels, samples)
@@ -315,7 +315,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     The mixture and the true sources are resampled to the model's rate and
     the mask |Y| / (|Y| + |A|) is computed there per channel, on the grid
     where the model predicts its mask. From there on it follows the model's
-    path, `keras_unet.separator.full_band_vocals`: applied at the model's
+    path, `keras_unet.apps.separator.full_band_vocals`: applied at the model's
     rate and resampled up, and carried onto the track's own STFT grid for
     what that rate cannot hold, extended above the model's band by the same
     rule. The accompaniment is the mixture minus the vocals, as the model's
@@ -328,7 +328,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     Returns:
         {source: float32 (samples, channels)} at the track's rate.
     """
-    from keras_unet.separator import full_band_vocals
+    from keras_unet.apps.separator import full_band_vocals  # TensorFlow: not in workers
 
     rate, model_rate = track.sample_rate_hz, stft_config.sample_rate_hz
     vocals, accompaniment = (_spectrogram(resample(part, rate, model_rate), stft_config)
@@ -341,7 +341,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
 def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     """The ideal ratio mask computed on the full-rate grid the model's mask is applied on.
 
-    Same grid (`keras_unet.separator.full_rate_stft_config`) and synthesis as
+    Same grid (`keras_unet.apps.separator.full_rate_stft_config`) and synthesis as
     `oracle_estimates`, but the mask comes from the full-rate true sources,
     so nothing is lost to the model's rate or to the mapping: the ceiling of
     magnitude masking on that grid.
@@ -349,7 +349,7 @@ def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarra
     Returns:
         {source: float32 (samples, channels)}; accompaniment = mixture - vocals.
     """
-    from keras_unet.separator import full_rate_stft_config
+    from keras_unet.apps.separator import full_rate_stft_config  # TensorFlow: not in workers
 
     config = full_rate_stft_config(track.sample_rate_hz, stft_config)
     mixture, vocals, accompaniment = (
@@ -360,7 +360,7 @@ def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarra
 
 
 def model_estimates(separator, track: Track) -> Dict[str, np.ndarray]:
-    """The model's estimates through a `keras_unet.separator.Separator` (separate.py's code)."""
+    """The model's estimates through a `keras_unet.apps.separator.Separator` (separate.py's)."""
     vocals, accompaniment = separator.separate(track.mixture, track.sample_rate_hz)
     return {"vocals": vocals, "accompaniment": accompaniment}
 

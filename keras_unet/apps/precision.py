@@ -14,10 +14,10 @@ import os
 
 import keras
 
-from keras_unet.config import PRECISIONS
-from keras_unet.export import run_config_of
-from keras_unet.model import build_unet
-from keras_unet.steps import MaskModel
+from keras_unet.core.config import PRECISIONS
+from keras_unet.core.model import build_unet
+from keras_unet.core.saving import run_config_of
+from keras_unet.core.steps import MaskModel
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 CPUINFO_PATH = "/proc/cpuinfo"
@@ -64,7 +64,7 @@ def resolve_precision(name: str) -> str:
         `supports_bfloat16()`, else "float32".
 
     Raises:
-        ValueError: `name` is not one of `keras_unet.config.PRECISIONS`.
+        ValueError: `name` is not one of `keras_unet.core.config.PRECISIONS`.
     """
     if name not in PRECISIONS:
         raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: {name!r}")
@@ -90,7 +90,7 @@ def model_for_precision(model: MaskModel, precision: str) -> MaskModel:
     both policies, so the copy is exact). The mask stays float32.
 
     Args:
-        model: a `MaskModel` from `keras_unet.model`, any precision.
+        model: a `MaskModel` from `keras_unet.core.model`, any precision.
         precision: "auto", "float32" or "mixed_bfloat16".
 
     Returns:

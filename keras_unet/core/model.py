@@ -13,8 +13,8 @@ import keras
 
 import dataclasses
 
-from keras_unet.config import ModelConfig, RunConfig
-from keras_unet.steps import MaskModel
+from keras_unet.core.config import ModelConfig, RunConfig
+from keras_unet.core.steps import MaskModel
 
 
 def _padding(size: int, multiple: int) -> int:

@@ -1,0 +1,11 @@
+"""Applications: what the command lines run, on the core and the input pipeline.
+
+    training.py    a training run: devices, strategy, data, model, callbacks, outputs
+    callbacks.py   checkpoints, history, validation SI-SDR, TensorBoard summaries
+    figures.py     spectrogram figures (separate.py --plot, TensorBoard)
+    precision.py   which precision a machine should use; a model rebuilt under another
+    separator.py   waveform in, vocals and accompaniment out (long files, full band)
+    writing.py     vocals and accompaniment written to disk, summing to the input
+    export.py      SavedModel export (mask and separate signatures, TFLite)
+    evaluation.py  BSS Eval scoring against the mixture and oracle baselines
+"""
