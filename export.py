@@ -20,8 +20,7 @@ import zipfile
 from typing import Optional
 
 from keras_unet.cli import import_tensorflow_quietly
-
-KINDS = ("mask", "separator", "both")
+from keras_unet.core.config import EXPORT_KINDS, KERAS_FILE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="SavedModel folder to write (default: "
                              "saved_models/<checkpoint stem>); replaced only if it is an "
                              "earlier export of this project or empty")
-    parser.add_argument("--kind", choices=KINDS, default="both",
+    parser.add_argument("--kind", choices=EXPORT_KINDS, default="both",
                         help="what to export (default: both)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="patches per model call inside the separator graph (default: 8)")
@@ -60,9 +59,9 @@ def _checkpoint_problem(checkpoint: str) -> Optional[str]:
         return f"{checkpoint}: no such checkpoint file or folder"
     archive = checkpoint
     if os.path.isdir(checkpoint):
-        archive = os.path.join(checkpoint, "model.keras")
+        archive = os.path.join(checkpoint, KERAS_FILE)
         if not os.path.isfile(archive):
-            return f"{checkpoint}: not a model folder of this project (no model.keras)"
+            return f"{checkpoint}: not a model folder of this project (no {KERAS_FILE})"
     try:
         if not zipfile.is_zipfile(archive):
             return f"{archive}: not a .keras model (not a complete zip archive)"

@@ -34,12 +34,10 @@ from typing import Optional
 
 from keras_unet.apps.writing import CLIP_MODES
 from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
+from keras_unet.core.audio_io import OUTPUT_FORMATS, song_name
 from keras_unet.core.config import PRECISIONS
 from keras_unet.core.files import atomic_path
 
-FORMATS = ("wav16", "wav-float", "flac")
-STEM_SUFFIXES = (".stem.mp4", ".stem.m4a")
-"""Whole suffixes of multitrack files (MUSDB18, Native Instruments Stems)."""
 PLOT_SECONDS = 20.0
 PLOT_NAME = "separation.png"
 TIMINGS_VARIABLE = "SEPARATE_TIMINGS"
@@ -57,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of the results, one subfolder per input (default: separated)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="SavedModel folder or .keras file (default: saved_models/default)")
-    parser.add_argument("--format", choices=FORMATS, default="wav16",
+    parser.add_argument("--format", choices=tuple(OUTPUT_FORMATS), default="wav16",
                         help="wav16 (16-bit WAV), wav-float (32-bit float WAV) or flac "
                              "(24-bit) (default: wav16)")
     parser.add_argument("--clip-mode", choices=CLIP_MODES, default="rescale",
@@ -78,18 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def song_name(path: str) -> str:
-    """The file name without its suffix: "song" for song.mp3 and for song.stem.mp4."""
-    name = os.path.basename(path)
-    for suffix in STEM_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[:-len(suffix)]
-    return os.path.splitext(name)[0]
-
-
 def _output_paths(args, path: str) -> dict:
-    from keras_unet.core.audio_io import OUTPUT_FORMATS
-
     extension = OUTPUT_FORMATS[args.format][0]
     folder = os.path.join(args.output_dir, song_name(path))
     return {"folder": folder,

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import format_table  # noqa: E402
 from keras_unet.cli import (DEFAULT_MODEL, ArgumentParser, fail,  # noqa: E402
                             import_tensorflow_quietly)
+from keras_unet.core.config import PRECISIONS  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="a .keras file or SavedModel folder (default: the shipped "
                              "saved_models/default)")
-    parser.add_argument("--precision", default="auto",
-                        choices=("auto", "float32", "mixed_bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="model precision (default: auto)")
     return parser
 

@@ -46,8 +46,10 @@ import sys
 from benchmarks.common import (add_timing_arguments, calls_for, configure_threads,
                                describe_machine, format_table, matmul_function,
                                time_interleaved, usable_cores)
+from keras_unet.core.config import PRECISIONS, PRESETS
 
 MODES = ("inference", "training")
+POLICIES = tuple(precision for precision in PRECISIONS if precision != "auto")
 
 
 def conv_flops(model) -> tuple:
@@ -122,11 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.model",
         description="U-Net throughput (patches/s, x real time, GFLOP/s) against the "
                     "machine's float32 matmul ceiling. Figures are medians of repeats.")
-    parser.add_argument("--presets", nargs="+", choices=("seed", "paper"),
-                        default=["seed", "paper"], help="model presets (default: both)")
-    parser.add_argument("--precisions", nargs="+", choices=("float32", "mixed_bfloat16"),
-                        default=["float32", "mixed_bfloat16"],
-                        help="dtype policies (default: both)")
+    parser.add_argument("--presets", nargs="+", choices=PRESETS,
+                        default=list(PRESETS), help="model presets (default: both)")
+    parser.add_argument("--precisions", nargs="+", choices=POLICIES,
+                        default=list(POLICIES), help="dtype policies (default: both)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
                         help="forward pass and/or training step (default: both)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8],

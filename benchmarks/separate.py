@@ -29,6 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import describe_machine, format_table  # noqa: E402
+from keras_unet.core.config import PRECISIONS  # noqa: E402
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE_HZ = 44100
@@ -92,8 +93,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model to time (default: a random-init seed model)")
-    parser.add_argument("--precision", default="auto",
-                        choices=("auto", "float32", "mixed_bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="separate.py --precision (default: auto)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per case; the median is reported (default 3)")

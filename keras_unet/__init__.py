@@ -6,7 +6,8 @@ Layers, each importing only from those below it:
     keras_unet/__main__.py, keras_unet/cli.py, benchmarks/    command lines
     keras_unet/apps/      training, separation, writing, export, evaluation
     pipelines/            training input: sources, patches, augmentation, tf.data
-    keras_unet/core/      config, files, audio I/O, STFT, the model and its loss
+    keras_unet/core/      config, files, audio I/O, STFT, the model, its loss,
+                          patches and masks: what a trained model needs
 
 This package exports the configuration classes, which import without
 TensorFlow, and the model API (`build_unet`, `build_model`, `MaskModel`,

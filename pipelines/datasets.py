@@ -164,7 +164,7 @@ def validation_patch(tracks, config: RunConfig) -> dict:
             mix_waveform: float32 (T*hop,), the mix from the tile's start,
                 zeros past the track's end. `transforms.stft` of it gives
                 T + 1 frames; its first T are the patch's (the first
-                `patches.lead_frames` differ slightly when the tile does not
+                `transforms.lead_frames` differ slightly when the tile does not
                 start at 0: they miss the samples before it).
             n_samples: int, samples of `mix_waveform` inside the track.
             mix: float32 (bins, frames), normalised mix magnitude.

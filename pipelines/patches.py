@@ -1,18 +1,21 @@
-"""Patch geometry: where a patch lies in a track, the waveform crop that makes it, its spectra.
+"""Training patches: where a patch lies in a track, the waveform crop that makes it, its spectra.
 
 A patch is `patch_frames` (T) consecutive STFT frames, placed by `start`, a
 sample index of the track: frame k of the patch is the window over samples
 [start + k*hop - P, start + k*hop - P + n_fft), P = n_fft - hop. That is the
-frame `keras_unet.core.transforms.stft` computes over a whole track, so a patch
-whose start is a multiple of hop holds exactly the frames a separator sees
-for the same place (validation tiles start at j * T * hop).
+frame `keras_unet.core.transforms.stft` computes over a whole track, so a
+patch whose start is a multiple of hop holds exactly the frames a separator
+sees for the same place (validation tiles start at j * T * hop).
 
-The STFT runs on a short crop, not the track: the crop begins
-`lead_frames * hop` samples before `start` (lead_frames = ceil(P / hop), one
-frame at the defaults) so every window of the patch sees real samples, and
-the first `lead_frames` frames, which `transforms.stft`'s own front padding
-spoils, are dropped. A crop is T*hop + lead_frames*hop samples (99,072 at
-the defaults), about 12 s of audio per patch.
+The STFT runs on a short crop, not the track: the crop is the segment of
+`transforms.segment_bounds` (it begins `lead_frames * hop` samples before
+`start`, lead_frames = ceil(P / hop), one frame at the defaults, so every
+window of the patch sees real samples), and `transforms.segment_frames`
+drops the first `lead_frames` frames, which `stft`'s own front padding
+spoils. A crop is T*hop + lead_frames*hop samples (99,072 at the defaults),
+about 12 s of audio per patch. Mix and vocals are then divided by the mix
+patch's `keras_unet.core.masking.patch_scale`, the rule the separator
+applies to its patches too.
 
 Padding rule: a crop is zero outside the track, and a patch frame whose
 window misses the track entirely gets weight 0 in `frame_weights` (the loss
@@ -31,19 +34,15 @@ import tensorflow as tf
 
 from keras_unet.core import transforms
 from keras_unet.core.config import StftConfig
+from keras_unet.core.masking import patch_scale
 
-NORMALISATION_EPSILON = 1e-8
 SILENCE_RMS = 10.0 ** (-50.0 / 20.0)  # vocals quieter than -50 dBFS count as silent
-
-
-def lead_frames(config: StftConfig) -> int:
-    """Frames computed before a patch and dropped: ceil((n_fft - hop) / hop)."""
-    return math.ceil((config.n_fft - config.hop_samples) / config.hop_samples)
 
 
 def crop_length(config: StftConfig) -> int:
     """Samples of the waveform crop that makes one patch: (T + lead_frames) * hop."""
-    return (config.patch_frames + lead_frames(config)) * config.hop_samples
+    begin, end = transforms.segment_bounds(0, config.patch_frames, config)
+    return end - begin
 
 
 def patch_samples(config: StftConfig) -> int:
@@ -53,7 +52,7 @@ def patch_samples(config: StftConfig) -> int:
 
 def crop_start(start, config: StftConfig):
     """First sample of the crop of the patch placed at `start`."""
-    return start - lead_frames(config) * config.hop_samples
+    return transforms.segment_bounds(start, config.patch_frames, config)[0]
 
 
 def random_start(uniform, n_samples, config: StftConfig):
@@ -121,9 +120,8 @@ def frame_weights(start, n_samples, config: StftConfig):
     Returns:
         float32 (frames,).
     """
-    hop, front = config.hop_samples, config.n_fft - config.hop_samples
-    window_begins = (tf.cast(start, tf.int64) - front
-                     + hop * tf.range(config.patch_frames, dtype=tf.int64))
+    window_begins = tf.cast(start, tf.int64) + transforms.frame_start(
+        tf.range(config.patch_frames, dtype=tf.int64), config)
     overlaps = (window_begins < n_samples) & (window_begins + config.n_fft > 0)
     return tf.cast(overlaps, tf.float32)
 
@@ -154,10 +152,9 @@ def magnitudes(vocals, accompaniment, config: StftConfig):
     Returns:
         (mix, vocals): float32 (..., bins, frames), frames = patch_frames.
     """
-    first = lead_frames(config)
     sources = tf.stack([vocals, accompaniment], axis=-2)  # (..., 2, samples)
-    spectra = transforms.stft(sources, config)  # (..., 2, bins, all frames)
-    spectra = spectra[..., first:first + config.patch_frames]  # (..., 2, bins, frames)
+    spectra = transforms.segment_frames(sources, config,
+                                        config.patch_frames)  # (..., 2, bins, frames)
     vocals_spectrum, accompaniment_spectrum = spectra[..., 0, :, :], spectra[..., 1, :, :]
     mix = transforms.magnitude(vocals_spectrum + accompaniment_spectrum)
     return mix, transforms.magnitude(vocals_spectrum)
@@ -166,10 +163,11 @@ def magnitudes(vocals, accompaniment, config: StftConfig):
 def normalise(mix, vocals):
     """Divides both by the mix patch's maximum (Jansson et al. 2017).
 
-    The divisor is max(max(mix), NORMALISATION_EPSILON): a silent patch
-    stays zeros instead of becoming NaN. After it the mix lies in [0, 1]
-    (its maximum is 1 unless silent); the vocals are >= 0 and can exceed 1
-    where the accompaniment cancels them.
+    The divisor is `keras_unet.core.masking.patch_scale(mix)`, max(max(mix),
+    1e-8), as the separator divides its patches: a silent patch stays zeros
+    instead of becoming NaN. After it the mix lies in [0, 1] (its maximum is
+    1 unless silent); the vocals are >= 0 and can exceed 1 where the
+    accompaniment cancels them.
 
     Args:
         mix: float32 (..., bins, frames).
@@ -178,9 +176,8 @@ def normalise(mix, vocals):
     Returns:
         (mix, vocals) scaled, same shapes.
     """
-    peak = tf.reduce_max(mix, axis=[-2, -1], keepdims=True)  # (..., 1, 1)
-    scale = 1.0 / tf.maximum(peak, NORMALISATION_EPSILON)
-    return mix * scale, vocals * scale
+    scale = patch_scale(mix)  # (..., 1, 1)
+    return mix / scale, vocals / scale
 
 
 def tile_starts(n_samples: int, config: StftConfig) -> np.ndarray:

@@ -145,7 +145,7 @@ def _load_bundled_clip(config: RunConfig):
     import stempeg
 
     path = stempeg.example_stem_path()
-    track = _cached_track(_stem_file_name(path), path, config,
+    track = _cached_track(audio_io.song_name(path), path, config,
                           lambda: _decode_stem_file(path, _STEM_IDS, config.stft.sample_rate_hz))
     train, validation = _split_tail(track, path, config)
     return [train], [validation]
@@ -344,11 +344,6 @@ def _split_tail(track: Track, path: str, config: RunConfig):
     head = Track(track.name, track.vocals[:cut], track.accompaniment[:cut])
     tail = Track(track.name, track.vocals[cut:], track.accompaniment[cut:])
     return head, tail
-
-
-def _stem_file_name(path: str) -> str:
-    name = os.path.basename(path)
-    return name[:-len(".stem.mp4")] if name.endswith(".stem.mp4") else os.path.splitext(name)[0]
 
 
 def _cause(error: audio_io.AudioError) -> str:

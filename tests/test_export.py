@@ -14,8 +14,9 @@ import tensorflow as tf
 
 from keras_unet.apps.export import CONFIG_FILE, TFLITE_FILE, export_saved_model
 from keras_unet.apps.precision import policy_of
-from keras_unet.apps.separator import Separator, separate_mono
+from keras_unet.apps.separator import Separator
 from keras_unet.core.config import KERAS_FILE, ModelConfig, RunConfig, StftConfig
+from keras_unet.core.masking import separate_mono
 from keras_unet.core.model import build_model, build_unet
 from keras_unet.core.saving import ModelFileError, load_model, save_keras
 

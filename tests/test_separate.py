@@ -15,12 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import separate
-from keras_unet.apps.separator import (Separator, full_band_vocals, full_rate_stft_config,
-                                       map_mask, model_frame_positions, normalise_patches,
-                                       predict_mask, separate_mono, split_patches)
+from keras_unet.apps.full_band import (full_band_vocals, full_rate_stft_config, map_mask,
+                                       model_frame_positions)
+from keras_unet.apps.separator import Separator
 from keras_unet.core import audio_io
 from keras_unet.core.audio_io import read_audio, resample
 from keras_unet.core.config import ModelConfig, RunConfig, StftConfig
+from keras_unet.core.masking import normalise_patches, predict_mask, separate_mono, split_patches
 from keras_unet.core.model import build_model
 from keras_unet.core.saving import save_keras
 from keras_unet.core.transforms import magnitude, stft

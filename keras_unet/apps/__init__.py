@@ -4,7 +4,8 @@
     callbacks.py   checkpoints, history, validation SI-SDR, TensorBoard summaries
     figures.py     spectrogram figures (separate.py --plot, TensorBoard)
     precision.py   which precision a machine should use; a model rebuilt under another
-    separator.py   waveform in, vocals and accompaniment out (long files, full band)
+    full_band.py   the model's mask on the input's own rate: full-band vocals
+    separator.py   a song streamed through the model in blocks (`Separator`)
     writing.py     vocals and accompaniment written to disk, summing to the input
     export.py      SavedModel export (mask and separate signatures, TFLite)
     evaluation.py  BSS Eval scoring against the mixture and oracle baselines

@@ -25,10 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_unet.apps import figures
-from keras_unet.apps.separator import predict_mask
 from keras_unet.core import transforms
 from keras_unet.core.config import StftConfig
 from keras_unet.core.files import atomic_path
+from keras_unet.core.masking import predict_mask
 from keras_unet.core.saving import save_keras
 
 SEPARATION_FIELDS = ("val_vocals_si_sdr", "val_accompaniment_si_sdr", "val_vocals_si_sdr_gain",
@@ -157,7 +157,7 @@ class SeparationMetrics(keras.callbacks.Callback):
     """Each epoch: how well the model separates whole validation songs.
 
     Every song is separated at the model's rate the way `separate.py` does
-    it (`keras_unet.apps.separator.predict_mask`: overlapping patches, each
+    it (`keras_unet.core.masking.predict_mask`: overlapping patches, each
     normalised by its maximum, cross-faded masks; vocals = mask * |X| with
     the mix phase, accompaniment = mix - vocals), and scored against the
     true sources with `si_sdr_db`. Added to the epoch's logs (so this

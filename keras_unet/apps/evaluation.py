@@ -49,7 +49,7 @@ undefined, e.g. a track whose vocals are silent throughout):
     }
 
 This module imports TensorFlow (`keras_unet.core.transforms`,
-`keras_unet.apps.separator`) only inside the functions that need it, so the
+`keras_unet.apps.full_band`) only inside the functions that need it, so the
 worker processes of `evaluate_tracks`, which only score, start without it.
 """
 
@@ -65,7 +65,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from keras_unet.core.audio_io import AudioError, read_audio, resample
+from keras_unet.core.audio_io import AudioError, read_audio, resample, song_name
 from keras_unet.core.files import atomic_path
 from pipelines import mir1k
 
@@ -121,7 +121,7 @@ def bundled_clip_name() -> str:
     """The bundled clip's song name ("The Easton Ellises - Falcon 69")."""
     import stempeg
 
-    return os.path.basename(stempeg.example_stem_path()).split(".stem")[0]
+    return song_name(stempeg.example_stem_path())
 
 
 def bundled_clip() -> Track:
@@ -315,7 +315,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     The mixture and the true sources are resampled to the model's rate and
     the mask |Y| / (|Y| + |A|) is computed there per channel, on the grid
     where the model predicts its mask. From there on it follows the model's
-    path, `keras_unet.apps.separator.full_band_vocals`: applied at the model's
+    path, `keras_unet.apps.full_band.full_band_vocals`: applied at the model's
     rate and resampled up, and carried onto the track's own STFT grid for
     what that rate cannot hold, extended above the model's band by the same
     rule. The accompaniment is the mixture minus the vocals, as the model's
@@ -328,7 +328,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     Returns:
         {source: float32 (samples, channels)} at the track's rate.
     """
-    from keras_unet.apps.separator import full_band_vocals  # TensorFlow: not in workers
+    from keras_unet.apps.full_band import full_band_vocals  # TensorFlow: not in workers
 
     rate, model_rate = track.sample_rate_hz, stft_config.sample_rate_hz
     vocals, accompaniment = (_spectrogram(resample(part, rate, model_rate), stft_config)
@@ -341,7 +341,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
 def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     """The ideal ratio mask computed on the full-rate grid the model's mask is applied on.
 
-    Same grid (`keras_unet.apps.separator.full_rate_stft_config`) and synthesis as
+    Same grid (`keras_unet.apps.full_band.full_rate_stft_config`) and synthesis as
     `oracle_estimates`, but the mask comes from the full-rate true sources,
     so nothing is lost to the model's rate or to the mapping: the ceiling of
     magnitude masking on that grid.
@@ -349,7 +349,7 @@ def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarra
     Returns:
         {source: float32 (samples, channels)}; accompaniment = mixture - vocals.
     """
-    from keras_unet.apps.separator import full_rate_stft_config  # TensorFlow: not in workers
+    from keras_unet.apps.full_band import full_rate_stft_config  # TensorFlow: not in workers
 
     config = full_rate_stft_config(track.sample_rate_hz, stft_config)
     mixture, vocals, accompaniment = (

@@ -18,7 +18,7 @@ the kind):
 
     mask:     mix_magnitude float32 (batch, bins, patch_frames), each patch
               divided by its own maximum as in training
-              (`keras_unet.apps.separator.normalise_patches`) -> mask float32
+              (`keras_unet.core.masking.normalise_patches`) -> mask float32
               (batch, bins, patch_frames) in [0, 1]; the model as trained
     separate: waveform float32 (samples,), mono at the model's rate, any
               length -> vocals, accompaniment float32 (samples,); their sum
@@ -44,8 +44,8 @@ import keras
 import tensorflow as tf
 
 from keras_unet.apps.precision import model_for_precision
-from keras_unet.apps.separator import separate_mono
-from keras_unet.core.config import KERAS_FILE, RUN_CONFIG_FILE, RunConfig
+from keras_unet.core.config import EXPORT_KINDS, KERAS_FILE, RUN_CONFIG_FILE, RunConfig
+from keras_unet.core.masking import separate_mono
 from keras_unet.core.saving import checked_run_config
 from keras_unet.core.steps import MaskModel
 
@@ -53,7 +53,6 @@ CONFIG_FILE = RUN_CONFIG_FILE
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
 
-KINDS = ("mask", "separator", "both")
 DEFAULT_SIGNATURE = "serving_default"
 MASK_SIGNATURE = "mask"
 SEPARATE_SIGNATURE = "separate"
@@ -143,8 +142,8 @@ def convert_to_tflite(saved_model_dir: str) -> bytes:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"`kind` must be one of {KINDS}. Received: {kind!r}")
+    if kind not in EXPORT_KINDS:
+        raise ValueError(f"`kind` must be one of {EXPORT_KINDS}. Received: {kind!r}")
 
 
 def _archive(model: MaskModel, run_config: RunConfig, kind: str, batch_size: int):

@@ -161,6 +161,19 @@ def resampled_length(n_samples: int, rate_in_hz: int, rate_out_hz: int) -> int:
     return int(round(n_samples * rate_out_hz / rate_in_hz))
 
 
+STEM_SUFFIXES = (".stem.mp4", ".stem.m4a")
+"""Whole suffixes of multitrack files (MUSDB18, Native Instruments Stems)."""
+
+
+def song_name(path: str) -> str:
+    """The file name without its suffix: "song" for song.mp3 and for song.stem.mp4."""
+    name = os.path.basename(path)
+    for suffix in STEM_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return os.path.splitext(name)[0]
+
+
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """Channel mean. (samples, channels) -> (samples,)."""
     return np.asarray(samples, np.float32).mean(axis=1)

@@ -15,6 +15,7 @@ STRATEGIES = ("auto", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 WINDOWS = ("hann", "hamming")
+EXPORT_KINDS = ("mask", "separator", "both")  # SavedModel signatures (keras_unet.apps.export)
 RUN_CONFIG_FILE = "config.json"  # the RunConfig JSON beside checkpoints and in exports
 HISTORY_FILE = "history.csv"  # per-epoch losses, in TrainConfig.save_dir
 KERAS_FILE = "model.keras"  # the Keras model inside an export folder

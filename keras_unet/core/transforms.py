@@ -1,14 +1,23 @@
-"""STFT, inverse STFT, magnitude and phase on `tf.signal`.
+"""STFT, inverse STFT, magnitude and phase on `tf.signal`, and the frame geometry.
 
 Spectrograms here are laid out (..., bins, frames): bins on the second-last
 axis, as the model sees them (F x T), not `tf.signal`'s (..., frames, bins).
 
-Framing rule: the waveform gets `n_fft - hop_samples` zeros in front and is
-zero-padded at the end to whole frames. With this front padding every sample
-of the original signal lies where the squared windows overlap-add to a
-positive sum, so `istft(stft(x), length=len(x))` returns `x` exactly (up to
-float rounding), edges included, for any window/hop pair that covers the
-signal (the paper's Hann 1024 / hop 768 does).
+Framing rule: the waveform gets P = `n_fft - hop_samples` zeros in front and
+is zero-padded at the end to whole frames, so frame j is the window over
+samples [j * hop - P, j * hop - P + n_fft) (`frame_start`). With this front
+padding every sample of the original signal lies where the squared windows
+overlap-add to a positive sum, so `istft(stft(x), length=len(x))` returns
+`x` exactly (up to float rounding), edges included, for any window/hop pair
+that covers the signal (the paper's Hann 1024 / hop 768 does).
+
+Frames of a segment: the frames first, first + 1, ... of a long signal are
+computed from a short segment of it, read from `segment_bounds` (it starts
+`lead_frames` hops early, so every window sees real samples) and passed to
+`segment_frames`, which drops the `lead_frames` frames that `stft`'s own
+front padding spoils. Training patches (`pipelines.patches`) and streamed
+separation (`keras_unet.apps.separator`) both work this way, and get the
+frames a whole-signal `stft` gives.
 """
 
 import tensorflow as tf
@@ -26,6 +35,72 @@ def frame_count(n_samples: int, config: StftConfig) -> int:
     """Number of STFT frames `stft` returns for `n_samples` samples."""
     padded = n_samples + _front_padding(config)
     return max(1, -(-padded // config.hop_samples))
+
+
+def frame_start(frames, config: StftConfig):
+    """First sample of frame `frames`' window: frames * hop - (n_fft - hop).
+
+    Args:
+        frames: frame indices: an int, a NumPy array or an integer tensor.
+        config: STFT settings.
+    """
+    return frames * config.hop_samples - _front_padding(config)
+
+
+def frames_touching(start: int, stop: int, config: StftConfig):
+    """(first, last): the frames whose windows hold a sample of start .. stop - 1."""
+    return start // config.hop_samples, (stop - 1 + _front_padding(config)) // config.hop_samples
+
+
+def frame_centres_seconds(frames, config: StftConfig):
+    """Centre times of frames `frames` (int or NumPy array), in seconds."""
+    return (frame_start(frames, config) + config.n_fft / 2) / config.sample_rate_hz
+
+
+def frame_positions(seconds, config: StftConfig):
+    """The fractional frame whose centre is at `seconds`: the inverse of `frame_centres_seconds`."""
+    return (seconds * config.sample_rate_hz - config.hop_samples
+            + config.n_fft / 2) / config.hop_samples
+
+
+def lead_frames(config: StftConfig) -> int:
+    """Frames `segment_frames` drops: ceil((n_fft - hop) / hop), those `stft`'s padding spoils."""
+    return -(-_front_padding(config) // config.hop_samples)
+
+
+def segment_bounds(start, n_frames: int, config: StftConfig):
+    """Samples [begin, end) to read for `segment_frames` to give n_frames frames placed at `start`.
+
+    The frames are those of a grid placed at sample `start`: frame k is the
+    window over [start + k * hop - P, start + k * hop - P + n_fft). For
+    frames first .. stop - 1 of a whole signal, start = first * hop and
+    n_frames = stop - first. Samples outside the signal read as zeros.
+
+    Args:
+        start: a sample index (int, NumPy or tensor).
+        n_frames: frames wanted.
+        config: STFT settings.
+
+    Returns:
+        (begin, end) = (start - lead_frames * hop, start + n_frames * hop).
+    """
+    return (start - lead_frames(config) * config.hop_samples,
+            start + n_frames * config.hop_samples)
+
+
+def segment_frames(segment: tf.Tensor, config: StftConfig, n_frames: int) -> tf.Tensor:
+    """The frames a segment read from `segment_bounds` was read for.
+
+    Args:
+        segment: float32 (..., samples), from `segment_bounds(start, n, config)`.
+        config: STFT settings.
+        n_frames: frames to return (n).
+
+    Returns:
+        complex64 (..., bins, n_frames): what `stft` of the whole signal gives there.
+    """
+    lead = lead_frames(config)
+    return stft(segment, config)[..., lead:lead + n_frames]
 
 
 def stft(waveform: tf.Tensor, config: StftConfig) -> tf.Tensor:
