@@ -1,6 +1,7 @@
 """Singing-voice separation with a U-Net on magnitude spectrograms (Keras 3).
 
-Layers, each importing only from those below it:
+Layers, each importing only from those below it (checked by the
+import-linter contract in setup.cfg):
 
     train.py, separate.py, evaluate.py, export.py,
     keras_unet/__main__.py, keras_unet/cli.py, benchmarks/    command lines

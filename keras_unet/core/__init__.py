@@ -11,5 +11,6 @@
     saving.py      `.keras` files saved and loaded with their config
 
 The input pipeline (`pipelines`) builds on it, the applications
-(`keras_unet.apps`) on both, the command lines on top.
+(`keras_unet.apps`) on both, the command lines on top; the import-linter
+contract in setup.cfg checks that no import goes the other way.
 """
