@@ -193,9 +193,9 @@ def test_two_workers_on_localhost_train_one_epoch_with_chief_outputs_only(tmp_pa
 
 def test_a_nan_loss_stops_training_with_a_message_and_keeps_the_good_checkpoint(
         tmp_path, monkeypatch, capsys):
-    import pipelines.datasets
+    from keras_unet.apps import training
 
-    make_train_dataset = pipelines.datasets.make_train_dataset
+    make_train_dataset = training.make_train_dataset
 
     def poisoned_after_first_epoch(tracks, config, batch_size, seed):
         """The real dataset, with NaN mixes from the second iteration (epoch) on."""
@@ -209,7 +209,7 @@ def test_a_nan_loss_stops_training_with_a_message_and_keeps_the_good_checkpoint(
         counted = tf.data.Dataset.from_tensors(0).map(lambda _: iterations.assign_add(1))
         return counted.flat_map(poison)
 
-    monkeypatch.setattr(pipelines.datasets, "make_train_dataset", poisoned_after_first_epoch)
+    monkeypatch.setattr(training, "make_train_dataset", poisoned_after_first_epoch)
     save_dir = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--save-dir", str(save_dir), "--export-dir", str(tmp_path / "export"),
