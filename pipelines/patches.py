@@ -13,9 +13,9 @@ The STFT runs on a short crop, not the track: the crop is the segment of
 window of the patch sees real samples), and `transforms.segment_frames`
 drops the first `lead_frames` frames, which `stft`'s own front padding
 spoils. A crop is T*hop + lead_frames*hop samples (99,072 at the defaults),
-about 12 s of audio per patch. Mix and vocals are then divided by the mix
-patch's `keras_unet.core.masking.patch_scale`, the rule the separator
-applies to its patches too.
+about 12 s of audio per patch. Mix and vocals are then scaled by the mix
+patch's `keras_unet.core.masking.normalisation_gain`, the rule the
+separator applies to its patches too.
 
 Padding rule: a crop is zero outside the track, and a patch frame whose
 window misses the track entirely gets weight 0 in `frame_weights` (the loss
@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from keras_unet.core import transforms
 from keras_unet.core.config import StftConfig
-from keras_unet.core.masking import patch_scale
+from keras_unet.core.masking import normalisation_gain
 
 SILENCE_RMS = 10.0 ** (-50.0 / 20.0)  # vocals quieter than -50 dBFS count as silent
 
@@ -163,9 +163,9 @@ def magnitudes(vocals, accompaniment, config: StftConfig):
 def normalise(mix, vocals):
     """Divides both by the mix patch's maximum (Jansson et al. 2017).
 
-    The divisor is `keras_unet.core.masking.patch_scale(mix)`, max(max(mix),
-    1e-8), as the separator divides its patches: a silent patch stays zeros
-    instead of becoming NaN. After it the mix lies in [0, 1] (its maximum is
+    Both are multiplied by `keras_unet.core.masking.normalisation_gain(mix)`,
+    1 / max(max(mix), 1e-8), as the separator scales its patches: a silent
+    patch stays zeros instead of becoming NaN. After it the mix lies in [0, 1] (its maximum is
     1 unless silent); the vocals are >= 0 and can exceed 1 where the
     accompaniment cancels them.
 
@@ -176,8 +176,8 @@ def normalise(mix, vocals):
     Returns:
         (mix, vocals) scaled, same shapes.
     """
-    scale = patch_scale(mix)  # (..., 1, 1)
-    return mix / scale, vocals / scale
+    gain = normalisation_gain(mix)  # (..., 1, 1)
+    return mix * gain, vocals * gain
 
 
 def tile_starts(n_samples: int, config: StftConfig) -> np.ndarray:

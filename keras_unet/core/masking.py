@@ -5,8 +5,9 @@ exported SavedModel must agree on:
 
 - The model's input: a patch of `patch_frames` (T) frames divided by its own
   maximum, at least NORMALISATION_EPSILON so that a silent patch stays
-  zeros (`patch_scale`, `normalise_patches`). Training divides its patches,
-  mix and vocals, by the same `patch_scale` (`pipelines.patches.normalise`).
+  zeros: multiplied by `normalisation_gain` (`normalise_patches`). Training
+  scales its patches, mix and vocals, by the same gain
+  (`pipelines.patches.normalise`).
 - The patch grid: patches of T frames with a hop of T // 2 (50% overlap);
   patch k starts at frame (k - 1) * hop, so the first starts hop frames
   before the song and every frame of the song lies inside two patches
@@ -43,8 +44,8 @@ NORMALISATION_EPSILON = 1e-8
 
 # === The model's input ===
 
-def patch_scale(mix: tf.Tensor) -> tf.Tensor:
-    """What a patch (and anything on its scale) is divided by: max(its maximum, epsilon).
+def normalisation_gain(mix: tf.Tensor) -> tf.Tensor:
+    """What a patch (and anything on its scale) is multiplied by: 1 / max(its maximum, epsilon).
 
     Args:
         mix: float32 (..., bins, frames), mix magnitude patches.
@@ -53,12 +54,12 @@ def patch_scale(mix: tf.Tensor) -> tf.Tensor:
         float32 (..., 1, 1).
     """
     peak = tf.reduce_max(mix, axis=[-2, -1], keepdims=True)
-    return tf.maximum(peak, NORMALISATION_EPSILON)
+    return 1.0 / tf.maximum(peak, NORMALISATION_EPSILON)
 
 
 def normalise_patches(patches: tf.Tensor) -> tf.Tensor:
-    """Each patch divided by its own `patch_scale`, as in training. (..., bins, T) -> same."""
-    return patches / patch_scale(patches)
+    """Each patch scaled by its own `normalisation_gain`, as in training. (..., bins, T) -> same."""
+    return patches * normalisation_gain(patches)
 
 
 # === The patch grid ===
