@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir(MIR1K_ROOT),
                                 reason=f"MIR-1K is not at {MIR1K_ROOT} (set MIR1K_ROOT)")
 
 SHORT_RUN = ["--epochs", "8", "--patches-per-epoch", "480", "--batch-size", "16",
-             "--precision", "auto", "--cache-dir", ""]
+             "--lr-schedule", "constant", "--precision", "auto", "--cache-dir", ""]
 
 
 def test_a_short_run_on_real_clips_separates_without_collapsing(tmp_path):
