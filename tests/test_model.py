@@ -96,14 +96,25 @@ def test_thirty_steps_halve_the_loss_on_a_synthetic_task():
     assert after <= 0.5 * before
 
 
-def test_train_step_under_mirrored_strategy_matches_single_device():
-    """Two logical CPUs, global batch split in two: same update as one device."""
+TINY_WITH_BATCH_NORM = ModelConfig(depth=2, base_channels=4, batch_norm=True,
+                                   decoder_activation="relu")
+
+
+@pytest.mark.parametrize("config", [TINY, TINY_WITH_BATCH_NORM], ids=["seed", "batch-norm"])
+def test_train_step_under_mirrored_strategy_matches_single_device(config):
+    """Two logical CPUs, global batch split in two: same update as one device.
+
+    With batch norm this holds only when its statistics are the global
+    batch's (synchronized), not each replica's half.
+    """
     mix, vocals = _low_half_task(n_examples=8)
+    mix[4:] *= 3.0  # the replicas' halves differ, so their own statistics would too
+    vocals[4:] *= 3.0
 
     def one_step(strategy):
         with strategy.scope():
             keras.utils.set_random_seed(1)
-            model = build_unet(TINY, n_bins=32, n_frames=16)
+            model = build_unet(config, n_bins=32, n_frames=16)
             model.compile(optimizer=keras.optimizers.SGD(0.5))
         model.fit(mix, vocals, batch_size=8, epochs=1, verbose=0, shuffle=False)
         return model.get_weights()

@@ -48,6 +48,9 @@ def build_unet(config: ModelConfig = ModelConfig(), n_bins: int = 513,
     Decoder: `depth - 1` x [Conv2DTranspose(stride 2) -> (BatchNorm) -> activation
     -> (Dropout) -> Concatenate with the encoder output of the same
     resolution], then Conv2DTranspose(stride 2) to 1 channel with a sigmoid.
+    Batch norm is synchronized: under a `tf.distribute` strategy every
+    replica normalises with the statistics of the global batch, so training
+    on many devices matches one device.
 
     Args:
         config: architecture; `ModelConfig.from_preset("paper")` for the paper's.
@@ -77,7 +80,8 @@ def build_unet(config: ModelConfig = ModelConfig(), n_bins: int = 513,
         x = keras.layers.Conv2D(channels, kernel, strides=2, padding="same",
                                 name=f"encoder_conv_{i}", dtype=dtype_policy)(x)
         if config.batch_norm:
-            x = keras.layers.BatchNormalization(name=f"encoder_bn_{i}", dtype=dtype_policy)(x)
+            x = keras.layers.BatchNormalization(synchronized=True, name=f"encoder_bn_{i}",
+                                                dtype=dtype_policy)(x)
         x = keras.layers.LeakyReLU(negative_slope=config.leaky_slope,
                                    name=f"encoder_act_{i}", dtype=dtype_policy)(x)
         skips.append(x)
@@ -88,7 +92,8 @@ def build_unet(config: ModelConfig = ModelConfig(), n_bins: int = 513,
         x = keras.layers.Conv2DTranspose(channels, kernel, strides=2, padding="same",
                                          name=f"decoder_deconv_{i}", dtype=dtype_policy)(x)
         if config.batch_norm:
-            x = keras.layers.BatchNormalization(name=f"decoder_bn_{i}", dtype=dtype_policy)(x)
+            x = keras.layers.BatchNormalization(synchronized=True, name=f"decoder_bn_{i}",
+                                                dtype=dtype_policy)(x)
         x = _decoder_activation(config, f"decoder_act_{i}", dtype_policy)(x)
         if i < config.decoder_dropout_layers:
             x = keras.layers.Dropout(config.dropout_rate, name=f"decoder_dropout_{i}",
