@@ -18,9 +18,10 @@ import sys
 
 from keras_unet.cli import (ArgumentParser, add_dataclass_flags, dataclass_from_args, fail,
                             import_tensorflow_quietly, int_or_all)
-from keras_unet.core.config import (LR_SCHEDULES, PRECISIONS, PRESETS, RUN_CONFIG_FILE,
-                                    STRATEGIES, WINDOWS, DataConfig, ModelConfig, RunConfig,
-                                    StftConfig, TrainConfig)
+from keras_unet.core.config import (LR_SCHEDULES, PRECISIONS, PRESETS, RESUMABLE_CHANGES,
+                                    RUN_CONFIG_FILE, STFT_DEVICES, STRATEGIES, WINDOWS,
+                                    DataConfig, ModelConfig, RunConfig, StftConfig,
+                                    TrainConfig)
 
 # Run lengths: the dataclasses' defaults fit the 6 s bundled clip; with a dataset
 # these apply unless the flags are given.
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_flags(run, TrainConfig, renames={"learning_rate": "lr"},
                         choices={"strategy": STRATEGIES, "precision": PRECISIONS,
                                  "lr_schedule": LR_SCHEDULES},
+                        types={"keep_checkpoints": int_or_all},
                         later={field: _later_text(field) for field in ("epochs", "lr_schedule")})
     run.add_argument("--preset", choices=PRESETS, default="seed",
                      help="architecture: seed (4 layers, 32-256 channels) or paper "
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "completed epoch")
     data = parser.add_argument_group("data (default: the MUSDB clip bundled with stempeg)")
     add_dataclass_flags(data, DataConfig, defaults={"musdb_root": os.environ.get("MUSDB_PATH")},
-                        types={"n_songs": int_or_all},
+                        types={"n_songs": int_or_all}, choices={"stft_device": STFT_DEVICES},
                         later={"patches_per_epoch": _later_text("patches_per_epoch"),
                                "cache_dir": f"{DEFAULT_CACHE_DIR} with a dataset, none for "
                                             "the bundled clip; '' for none"})
@@ -89,10 +91,27 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.resume and not os.path.isfile(os.path.join(args.save_dir, RUN_CONFIG_FILE)):
         raise ValueError(f"--resume: nothing to resume in {args.save_dir} "
                          "(no run was started there)")
-    return RunConfig(stft=dataclass_from_args(StftConfig, args),
-                     model=ModelConfig.from_preset(args.preset),
-                     data=dataclass_from_args(DataConfig, args),
-                     train=dataclass_from_args(TrainConfig, args))
+    config = RunConfig(stft=dataclass_from_args(StftConfig, args),
+                       model=ModelConfig.from_preset(args.preset),
+                       data=dataclass_from_args(DataConfig, args),
+                       train=dataclass_from_args(TrainConfig, args))
+    if args.resume:
+        _check_resumable(config, os.path.join(args.save_dir, RUN_CONFIG_FILE))
+    return config
+
+
+def _check_resumable(config: RunConfig, saved_path: str) -> None:
+    """Refuses to resume a run with settings that change what it learns; names them."""
+    try:
+        with open(saved_path, encoding="utf-8") as file:
+            saved = RunConfig.from_json(file.read())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--resume: cannot read {saved_path} ({error})") from None
+    changed = [name for name in saved.differences(config) if name not in RESUMABLE_CHANGES]
+    if changed:
+        raise ValueError(f"--resume: the run in {os.path.dirname(saved_path)} was started with "
+                         f"other settings: {', '.join(changed)}; resume with the same flags, "
+                         "or start a new run in another --save-dir")
 
 
 def main(argv=None) -> int:

@@ -10,24 +10,40 @@ CPU (vocals, accompaniment; (channels, samples)), captured by the map
 functions, so a patch costs one slice of each and one short STFT: no decode,
 no Python in the loop.
 
-Training, one epoch (`make_train_dataset`):
-    Dataset.random(seed, rerandomize_each_iteration=True)
-        one int64 per drawn patch; a new, still deterministic sequence on
-        every iteration, so every epoch draws new patches, and the same seed
-        gives the same first epoch in a fresh process.
-    map(_training_example), parallel
-        stateless draws seeded by that int64: vocals track and start, the
-        accompaniment's track and start (remix), gains, channel swaps and
-        channel -> waveform crops and frame weights.
-    filter(kept)
-        silent-vocals patches pass with the probability that makes them
-        `silent_patch_rate` of the epoch (`patches.silent_keep_probability`).
-    take(patches_per_epoch rounded down to whole batches)
+Training (`make_train_dataset`), epoch after epoch in one stream:
+    Dataset.range(first_epoch, ...)
+        the epochs; epoch e's patches depend only on (seed, e), so a run
+        resumed at epoch e continues the sequence where it stopped, and the
+        same seed gives the same first epoch in a fresh process.
+    flat_map(one epoch):
+        Dataset.range(...) of candidate patches k, each seeded by
+        fold_in((seed, e), k);
+        map(_training_example), parallel
+            stateless draws from that seed: vocals track and start, the
+            accompaniment's track and start (remix), gains, channel swaps
+            and channel -> waveform crops and frame weights.
+        filter(kept)
+            silent-vocals patches pass with the probability that makes them
+            `silent_patch_rate` of the epoch (`patches.silent_keep_probability`).
+        take(patches_per_epoch rounded down to whole batches)
     batch(batch_size, drop_remainder=True)
+        an epoch holds whole batches, so no batch spans two epochs.
+    [copy_to_device(accelerator)]
+        with `device`: the waveform crops move to the accelerator, and the
+        STFT stage below runs there instead of on the host's CPU.
     map(_spectra), parallel
         STFT -> magnitude -> patch -> normalise, on whole batches: one large
         STFT costs less than many small ones.
+    [distribute(data service)]
+        with `data_service`: the steps above run on tf.data service workers
+        (other processes or hosts), each taking whole epochs, and the
+        batches stream to this process. The dispatcher receives the
+        dataset's graph with the tracks' waveforms in it: 80 MB for MIR-1K,
+        1.5 GB for MUSDB18's training tracks at 8192 Hz, near protobuf's
+        2 GB limit for a graph.
     prefetch(AUTOTUNE)
+Keras `fit` reads it with `steps_per_epoch` and keeps one iterator for the
+whole run (`epochs=None`: endless); `epochs=N` makes it N epochs long.
 There is no shuffle buffer: each patch is an independent random draw, so the
 stream is already in random order and a buffer would only cost memory.
 
@@ -39,6 +55,7 @@ iteration, the last batch possibly smaller.
 
 import dataclasses
 import functools
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -46,11 +63,12 @@ import tensorflow as tf
 from keras_unet.core.config import RunConfig
 from pipelines import augment, patches
 
+_ENDLESS = 2**62  # an end no run reaches: Dataset.range(n, _ENDLESS) does not end in practice
+
 # Names of the uniform draws behind one training example, in order.
 _DRAWS = ("vocals_track", "accompaniment_track", "vocals_start", "accompaniment_start",
           "vocals_gain", "accompaniment_gain", "vocals_swap", "accompaniment_swap",
           "channel", "keep")
-_DRAW_STREAM = 0x5EED  # second word of the stateless seed, beside the element's int64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,20 +96,33 @@ class _Waveforms:
         return self.vocals.shape[0]
 
 
-def make_train_dataset(tracks, config: RunConfig, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Random training patches, new ones on every iteration (see the module docstring).
+def make_train_dataset(tracks, config: RunConfig, batch_size: int, seed: int,
+                       first_epoch: int = 0, epochs: Optional[int] = None,
+                       data_service: Optional[str] = None,
+                       device: Optional[str] = None, spectra: bool = True) -> tf.data.Dataset:
+    """Random training patches, new ones every epoch (see the module docstring).
 
     Args:
         tracks: non-empty list of `pipelines.sources.Track`.
         config: the run; `config.stft` shapes the patches, `config.data` sets
             augmentation, the silent-patch rate and `patches_per_epoch`.
         batch_size: patches per batch.
-        seed: seed of the draws; the same seed gives the same first epoch.
+        seed: seed of the draws; the same seed gives the same epochs.
+        first_epoch: the first epoch to draw (0-based): a resumed run's.
+        epochs: how many epochs the dataset holds (None: endless).
+        data_service: address of a tf.data service dispatcher
+            ("grpc://host:port") whose workers make the batches (None: here).
+        device: an accelerator ("/GPU:0") to run the STFT stage on (None: the
+            host's CPU, with the rest of the pipeline).
+        spectra: False leaves out the STFT stage: batches of the waveform
+            crops, dicts of vocals and accompaniment float32 (batch, crop
+            samples) and frame_weights (batch, frames); what the host still
+            computes when an accelerator takes the STFT (benchmarks).
 
     Returns:
-        A finite `tf.data.Dataset` of `patches_per_epoch // batch_size`
-        batches `(mix, vocals, frame_weights)`, float32 (batch, bins,
-        frames), (batch, bins, frames), (batch, 1, frames).
+        A `tf.data.Dataset` of `patches_per_epoch // batch_size` batches per
+        epoch, `(mix, vocals, frame_weights)`: float32 (batch, bins, frames),
+        (batch, bins, frames), (batch, 1, frames).
 
     Raises:
         ValueError: no tracks, or `batch_size` outside [1, patches_per_epoch].
@@ -105,18 +136,37 @@ def make_train_dataset(tracks, config: RunConfig, batch_size: int, seed: int) ->
     keep_probability = patches.silent_keep_probability(silent, config.data.silent_patch_rate)
     n_batches = config.data.patches_per_epoch // batch_size
 
-    dataset = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    dataset = dataset.map(
+    last_epoch = _ENDLESS if epochs is None else first_epoch + epochs
+    dataset = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(functools.partial(
+        _epoch_examples, seed=seed, n_examples=n_batches * batch_size, waveforms=waveforms,
+        config=config, keep_probability=keep_probability))
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    if device is not None:
+        dataset = dataset.apply(tf.data.experimental.copy_to_device(device))
+    if spectra:
+        with tf.device(device or "/CPU:0"):
+            dataset = dataset.map(functools.partial(_spectra, config=config),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
+    if data_service is not None:
+        dataset = dataset.apply(tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
+            service=data_service, job_name=f"keras_unet_train_{seed}_{first_epoch}"))
+    if epochs is not None:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(epochs * n_batches))
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def _epoch_examples(epoch, seed: int, n_examples: int, waveforms: "_Waveforms",
+                    config: RunConfig, keep_probability: float) -> tf.data.Dataset:
+    """One epoch's `n_examples` kept training examples, drawn from (seed, epoch) alone."""
+    epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+    candidates = tf.data.Dataset.range(_ENDLESS).map(
+        lambda k: tf.random.experimental.stateless_fold_in(epoch_seed, k))
+    examples = candidates.map(
         functools.partial(_training_example, waveforms=waveforms, config=config,
                           keep_probability=keep_probability),
         num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.filter(_is_kept)
-    dataset = dataset.take(n_batches * batch_size)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
-    dataset = dataset.map(functools.partial(_spectra, config=config),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return examples.filter(_is_kept).take(n_examples)
 
 
 def make_validation_dataset(tracks, config: RunConfig, batch_size: int) -> tf.data.Dataset:
@@ -259,8 +309,8 @@ def _crop(source, waveforms: _Waveforms, track, start, config: RunConfig):
         track_begin=waveforms.begins[track], n_samples=waveforms.lengths[track])
 
 
-def _training_example(element, waveforms: _Waveforms, config: RunConfig, keep_probability):
-    """One random training example from one int64 of `Dataset.random`.
+def _training_example(example_seed, waveforms: _Waveforms, config: RunConfig, keep_probability):
+    """One random training example from its stateless seed, int64 (2,).
 
     A frame counts (weight 1) when the window of either source sees its
     track: with remix the two sources can lie at different places of the
@@ -271,8 +321,8 @@ def _training_example(element, waveforms: _Waveforms, config: RunConfig, keep_pr
         frame_weights float32 (frames,); keep, bool scalar (the silence policy).
     """
     stft, data = config.stft, config.data
-    seed = tf.stack([element, tf.constant(_DRAW_STREAM, tf.int64)])
-    draws = dict(zip(_DRAWS, tf.unstack(tf.random.stateless_uniform([len(_DRAWS)], seed))))
+    draws = dict(zip(_DRAWS, tf.unstack(
+        tf.random.stateless_uniform([len(_DRAWS)], example_seed))))
 
     vocals_track = augment.pick_index(draws["vocals_track"], waveforms.n_tracks)
     vocals_length = waveforms.lengths[vocals_track]

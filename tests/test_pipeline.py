@@ -68,7 +68,7 @@ def musdb_hq_root(tmp_path_factory):
 def test_training_batches_have_the_model_shapes_and_range(embedded):
     train, _ = embedded
     config = RunConfig()
-    epoch = _epoch(datasets.make_train_dataset(train, config, batch_size=16, seed=0))
+    epoch = _epoch(datasets.make_train_dataset(train, config, batch_size=16, seed=0, epochs=1))
 
     assert len(epoch) == config.data.patches_per_epoch // 16
     for mix, vocals, weights in epoch:
@@ -87,19 +87,46 @@ def test_training_batches_have_the_model_shapes_and_range(embedded):
         assert vocals.max() < 2.0
 
 
-def test_training_iterations_differ_and_a_seed_repeats_its_first_epoch(embedded):
+def test_epochs_differ_a_seed_repeats_them_and_a_resumed_stream_continues(embedded):
     train, _ = embedded
     config = RunConfig()
-    dataset = datasets.make_train_dataset(train, config, batch_size=16, seed=3)
-    first, second = _epoch(dataset), _epoch(dataset)
-    again = _epoch(datasets.make_train_dataset(train, config, batch_size=16, seed=3))
-    other_seed = _epoch(datasets.make_train_dataset(train, config, batch_size=16, seed=4))
+    n_batches = config.data.patches_per_epoch // 16
 
-    assert not np.allclose(first[0][0], second[0][0])
-    for batch, repeat in zip(first, again):
-        for value, repeated in zip(batch, repeat):
-            np.testing.assert_array_equal(value, repeated)
-    assert not np.allclose(first[0][0], other_seed[0][0])
+    def epochs(seed, first_epoch=0, count=1):
+        return _epoch(datasets.make_train_dataset(train, config, batch_size=16, seed=seed,
+                                                  first_epoch=first_epoch, epochs=count))
+
+    two = epochs(3, count=2)
+    first, second = two[:n_batches], two[n_batches:]
+    assert len(second) == n_batches
+    assert not np.allclose(first[0][0], second[0][0])  # every epoch draws new patches
+    _assert_same_batches(epochs(3), first)  # the same seed, the same first epoch
+    _assert_same_batches(epochs(3, first_epoch=1), second)  # a resumed run goes on from there
+    assert not np.allclose(first[0][0], epochs(4)[0][0])
+
+
+def test_the_stream_is_endless_without_a_number_of_epochs(embedded):
+    train, _ = embedded
+    config = RunConfig()
+    dataset = datasets.make_train_dataset(train, config, batch_size=16, seed=0)
+    beyond_two_epochs = 2 * (config.data.patches_per_epoch // 16) + 1
+    assert len(list(dataset.take(beyond_two_epochs))) == beyond_two_epochs
+
+
+def test_the_stft_stage_placed_on_a_device_makes_the_same_batches(embedded):
+    train, _ = embedded
+    config = RunConfig()
+    here, copied = (_epoch(datasets.make_train_dataset(train, config, 16, seed=2, epochs=1,
+                                                       device=device))
+                    for device in (None, "/CPU:0"))
+    _assert_same_batches(here, copied)
+
+
+def _assert_same_batches(batches, expected):
+    assert len(batches) == len(expected)
+    for batch, other in zip(batches, expected):
+        for value, other_value in zip(batch, other):
+            np.testing.assert_array_equal(value, other_value)
 
 
 def test_validation_is_identical_over_iterations_and_is_the_clip_stft(embedded):
@@ -210,7 +237,8 @@ def test_silent_patches_make_the_asked_share_of_an_epoch(rate):
     vocals[:len(vocals) // 2] = 0.0  # silent first half
     track = Track("half silent", vocals[:, None], _sine(1000.0, 20.0, rate_hz)[:, None])
     config = _config(stft, silent_patch_rate=rate, patches_per_epoch=512, augment_remix=False)
-    epoch = _epoch(datasets.make_train_dataset([track], config, batch_size=64, seed=0))
+    epoch = _epoch(datasets.make_train_dataset([track], config, batch_size=64, seed=0,
+                                               epochs=1))
 
     vocals_peak = np.concatenate([batch[1].max(axis=(1, 2)) for batch in epoch])
     silent_share = np.mean(vocals_peak < 1e-3)
@@ -256,13 +284,15 @@ def _twin_track(seconds=3.0):
 def test_without_augmentation_the_mix_is_the_sum_of_the_sources():
     config = _config(StftConfig(patch_frames=8), augment_gain=False, augment_remix=False,
                      augment_swap=False)
-    mix, vocals, _ = _epoch(datasets.make_train_dataset([_twin_track()], config, 16, seed=0))[0]
+    mix, vocals, _ = _epoch(datasets.make_train_dataset([_twin_track()], config, 16, seed=0,
+                                                        epochs=1))[0]
     np.testing.assert_allclose(vocals, 0.5 * mix, atol=1e-6)
 
 
 def test_gain_scales_each_source_by_its_own_factor():
     config = _config(StftConfig(patch_frames=8), augment_remix=False)
-    mix, vocals, _ = _epoch(datasets.make_train_dataset([_twin_track()], config, 16, seed=0))[0]
+    mix, vocals, _ = _epoch(datasets.make_train_dataset([_twin_track()], config, 16, seed=0,
+                                                        epochs=1))[0]
     # mix = (g_v + g_a) |V|, vocals = g_v |V|: one ratio per example, in [1/6, 5/6].
     loud = mix > 0.05
     ratios = np.array([np.median(v[m] / x[m]) for v, x, m in zip(vocals, mix, loud)])

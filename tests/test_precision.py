@@ -15,18 +15,24 @@ TINY = RunConfig(stft=StftConfig(n_fft=64, hop_samples=48, patch_frames=16),
                  model=ModelConfig(depth=3, base_channels=8))
 
 
-def _machine(monkeypatch, flags=(), gpu=False):
+def _machine(monkeypatch, flags=(), gpu=None):
+    """A machine with these CPU flags and a GPU of compute capability `gpu` (None: no GPU)."""
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     monkeypatch.setattr(precision, "cpu_flags", lambda path=None: frozenset(flags))
-    monkeypatch.setattr(precision, "has_gpu", lambda: gpu)
+    monkeypatch.setattr(precision, "gpu_compute_capability", lambda: gpu)
 
 
 @pytest.mark.parametrize("flags, gpu, expected", [
-    (("avx512f", "avx512_bf16"), False, "mixed_bfloat16"),
-    (("amx_bf16",), False, "mixed_bfloat16"),
-    (("avx512f", "avx2"), False, "float32"),
-    ((), True, "mixed_bfloat16"),
-    ((), False, "float32"),
+    (("avx512f", "avx512_bf16"), None, "mixed_bfloat16"),
+    (("amx_bf16",), None, "mixed_bfloat16"),
+    (("avx512f", "avx2"), None, "float32"),
+    ((), (8, 0), "mixed_bfloat16"),  # A100
+    ((), (9, 0), "mixed_bfloat16"),  # H100
+    ((), (7, 5), "mixed_float16"),  # T4: float16 tensor cores, no bfloat16
+    ((), (7, 0), "mixed_float16"),  # V100
+    (("avx512_bf16",), (6, 1), "mixed_float16"),  # the GPU trains, not the CPU
+    ((), (0, 0), "mixed_float16"),  # a GPU that does not say
+    ((), None, "float32"),
 ])
 def test_auto_follows_the_hardware(monkeypatch, flags, gpu, expected):
     _machine(monkeypatch, flags, gpu)
@@ -36,7 +42,7 @@ def test_auto_follows_the_hardware(monkeypatch, flags, gpu, expected):
 @pytest.mark.parametrize("setting, expected", [
     ("0", "float32"), ("false", "float32"), ("1", "mixed_bfloat16"), (None, "mixed_bfloat16")])
 def test_auto_avoids_bf16_without_onednn(monkeypatch, setting, expected):
-    _machine(monkeypatch, flags=("avx512_bf16",), gpu=False)
+    _machine(monkeypatch, flags=("avx512_bf16",))
     if setting is None:
         monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     else:
@@ -44,13 +50,13 @@ def test_auto_avoids_bf16_without_onednn(monkeypatch, setting, expected):
     assert precision.resolve_precision("auto") == expected
 
 
-@pytest.mark.parametrize("name", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("name", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_explicit_precisions_pass_through(monkeypatch, name):
-    _machine(monkeypatch, flags=(), gpu=False)  # even where bf16 is not native
+    _machine(monkeypatch, flags=())  # even where bf16 is not native
     assert precision.resolve_precision(name) == name
 
 
-@pytest.mark.parametrize("name", ["bfloat16", "mixed_float16", "Float32", ""])
+@pytest.mark.parametrize("name", ["bfloat16", "float16", "Float32", ""])
 def test_unknown_precision_names_the_choices(name):
     with pytest.raises(ValueError, match="`precision` must be one of"):
         precision.resolve_precision(name)
@@ -104,7 +110,7 @@ def test_same_precision_returns_the_model_itself():
 
 
 def test_auto_twin_on_a_machine_without_bf16_is_the_model(monkeypatch):
-    _machine(monkeypatch, flags=("avx2",), gpu=False)
+    _machine(monkeypatch, flags=("avx2",))
     model = build_model(TINY)
     assert precision.model_for_precision(model, "auto") is model
 
@@ -126,7 +132,7 @@ def _train_and_compare(config: RunConfig, epochs: int, batch_size: int,
     keras.utils.set_random_seed(0)
     model = build_model(config)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    model.fit(make_train_dataset(train_tracks, config, batch_size, seed=0),
+    model.fit(make_train_dataset(train_tracks, config, batch_size, seed=0, epochs=epochs),
               epochs=epochs, verbose=0)
     mix = np.concatenate([train_tracks[0].mix, validation_tracks[0].mix])
     true_vocals = np.concatenate([train_tracks[0].vocals, validation_tracks[0].vocals])

@@ -16,9 +16,14 @@ import pytest
 import tensorflow as tf
 
 import train
-from keras_unet.apps.callbacks import read_history
-from keras_unet.apps.training import BACKUP_METADATA
+from keras_unet.apps import training
+from keras_unet.apps.callbacks import CheckpointWriter, read_history
+from keras_unet.apps.training import (BACKUP_METADATA, MIN_LEARNING_STEPS, best_constant_mask,
+                                      initialise_mask_bias, learning_rate, short_run_warning)
+from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig, TrainConfig
+from keras_unet.core.model import build_model
 from keras_unet.core.saving import load_model
+from keras_unet.core.steps import masked_l1_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--batch-size", "4", "--patches-per-epoch", "8", "--log-every-steps", "1"]
@@ -144,9 +149,13 @@ def _train_process(save_dir, export_dir, *flags, env=None):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_run_killed_after_its_first_epoch_resumes_without_repeating_epochs(tmp_path):
+def test_run_killed_after_its_first_epoch_resumes_as_if_never_stopped(tmp_path):
+    """Same epochs, same optimizer state, and the same patches: the losses of an unbroken run."""
     save_dir, export_dir = tmp_path / "run", tmp_path / "export"
     flags = ["--epochs", "3", "--patches-per-epoch", "24", "--seed", "3"]
+    unbroken = _train_process(tmp_path / "unbroken", tmp_path / "unbroken_export", *flags)
+    _, errors = unbroken.communicate(timeout=300)
+    assert unbroken.returncode == 0, errors
     process = _train_process(save_dir, export_dir, *flags)
     history_path = str(save_dir / "history.csv")
     deadline = time.time() + 240
@@ -165,6 +174,48 @@ def test_run_killed_after_its_first_epoch_resumes_without_repeating_epochs(tmp_p
     assert (export_dir / "saved_model.pb").is_file()
     final = keras.models.load_model(str(save_dir / "final_model.keras"))
     assert int(final.optimizer.iterations.numpy()) == 3 * (24 // 4), "optimizer state restored"
+    expected = read_history(str(tmp_path / "unbroken" / "history.csv"))
+    for row, unbroken_row in zip(read_history(history_path), expected):
+        assert row["loss"] == pytest.approx(unbroken_row["loss"], rel=1e-5), row["epoch"]
+        assert row["val_loss"] == pytest.approx(unbroken_row["val_loss"], rel=1e-5), row["epoch"]
+
+
+def test_resume_with_other_settings_is_refused_by_name(tmp_path, capsys):
+    save_dir = tmp_path / "run"
+    save_dir.mkdir()
+    started = train.config_from_args(train.build_parser().parse_args(
+        ["--save-dir", str(save_dir), *SMALL]))
+    (save_dir / "config.json").write_text(started.to_json())
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--save-dir", str(save_dir), "--resume", *SMALL, "--lr", "0.01",
+                    "--preset", "paper"])
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(error.splitlines()) == 1
+    assert "other settings: model.base_channels, model.batch_norm" in error
+    assert "train.learning_rate" in error
+    # Where outputs go and how the run reports may change.
+    resumed = train.config_from_args(train.build_parser().parse_args(
+        ["--save-dir", str(save_dir), "--resume", *SMALL, "--cpu", "--log-every-steps", "5"]))
+    assert resumed.train.cpu and resumed.differences(started) == ["train.cpu",
+                                                                 "train.log_every_steps"]
+
+
+def test_only_the_newest_numbered_checkpoints_are_kept(tmp_path):
+    model = build_model(RunConfig(stft=StftConfig(patch_frames=16),
+                                  model=ModelConfig(depth=2, base_channels=4)))
+    model.compile(optimizer="adam")
+    writer = CheckpointWriter(str(tmp_path), every_epochs=5, keep=2)
+    writer.set_model(model)
+    for epoch in range(20):  # the best validation loss is epoch 3's
+        writer.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 0.5 if epoch == 2 else 1.0})
+    assert sorted(os.listdir(tmp_path)) == ["best_model.keras", "checkpoint_epoch_15.keras",
+                                            "checkpoint_epoch_20.keras"]
+    everything = tmp_path / "all"
+    writer = CheckpointWriter(str(everything), every_epochs=5, keep=None)
+    writer.set_model(model)
+    for epoch in range(10):
+        writer.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 1.0})
+    assert len(list(everything.glob("checkpoint_epoch_*.keras"))) == 2
 
 
 def _free_port():
@@ -193,21 +244,18 @@ def test_two_workers_on_localhost_train_one_epoch_with_chief_outputs_only(tmp_pa
 
 def test_a_nan_loss_stops_training_with_a_message_and_keeps_the_good_checkpoint(
         tmp_path, monkeypatch, capsys):
-    from keras_unet.apps import training
-
     make_train_dataset = training.make_train_dataset
 
-    def poisoned_after_first_epoch(tracks, config, batch_size, seed):
-        """The real dataset, with NaN mixes from the second iteration (epoch) on."""
-        iterations = tf.Variable(0)
-        dataset = make_train_dataset(tracks, config, batch_size, seed)
+    def poisoned_after_first_epoch(tracks, config, batch_size, seed, **options):
+        """The real stream, with NaN mixes from the second epoch's batches on."""
+        dataset = make_train_dataset(tracks, config, batch_size, seed, **options)
+        first_epoch = config.data.patches_per_epoch // batch_size
 
-        def poison(_):
-            factor = tf.where(iterations >= 2, float("nan"), 1.0)
-            return dataset.map(lambda mix, vocals, weights: (mix * factor, vocals, weights))
+        def poison(index, batch):
+            mix, vocals, weights = batch
+            return mix * tf.where(index >= first_epoch, float("nan"), 1.0), vocals, weights
 
-        counted = tf.data.Dataset.from_tensors(0).map(lambda _: iterations.assign_add(1))
-        return counted.flat_map(poison)
+        return dataset.enumerate().map(poison)
 
     monkeypatch.setattr(training, "make_train_dataset", poisoned_after_first_epoch)
     save_dir = tmp_path / "run"
@@ -227,8 +275,6 @@ def test_a_nan_loss_stops_training_with_a_message_and_keeps_the_good_checkpoint(
 
 def test_best_constant_mask_is_the_mix_weighted_median_of_the_vocals_share():
     """Half the bins are 90% voice with a loud mix, half 10% with a quiet one: 0.9 wins."""
-    from keras_unet.apps.training import best_constant_mask
-
     mix = np.ones((4, 8, 6), np.float32)
     mix[:, :4] = 4.0  # the loud half
     share = np.where(np.arange(8)[None, :, None] < 4, 0.9, 0.1).astype(np.float32)
@@ -248,10 +294,6 @@ def test_best_constant_mask_is_the_mix_weighted_median_of_the_vocals_share():
 
 
 def test_the_mask_starts_at_the_given_constant():
-    from keras_unet.apps.training import initialise_mask_bias
-    from keras_unet.core.config import ModelConfig, RunConfig, StftConfig
-    from keras_unet.core.model import build_model
-
     model = build_model(RunConfig(stft=StftConfig(patch_frames=16),
                                   model=ModelConfig(depth=2, base_channels=4)))
     initialise_mask_bias(model, 0.07)
@@ -260,9 +302,6 @@ def test_the_mask_starts_at_the_given_constant():
 
 
 def test_cosine_schedule_warms_up_then_decays_to_a_hundredth():
-    from keras_unet.apps.training import learning_rate
-    from keras_unet.core.config import DataConfig, RunConfig, TrainConfig
-
     config = RunConfig(data=DataConfig(patches_per_epoch=160),
                        train=TrainConfig(epochs=10, learning_rate=2e-3, lr_schedule="cosine",
                                          warmup_steps=20))  # 10 steps an epoch, 100 in all
@@ -278,9 +317,6 @@ def test_cosine_schedule_warms_up_then_decays_to_a_hundredth():
 
 
 def test_a_dataset_run_too_short_to_learn_is_warned_about():
-    from keras_unet.apps.training import MIN_LEARNING_STEPS, short_run_warning
-    from keras_unet.core.config import DataConfig, RunConfig, TrainConfig
-
     short = RunConfig(data=DataConfig(mir1k_root="/data/MIR-1K", patches_per_epoch=320),
                       train=TrainConfig(epochs=5))
     assert "makes only 100 training steps" in short_run_warning(short)
@@ -304,3 +340,57 @@ def test_dataset_runs_get_longer_defaults_and_a_cache(tmp_path):
     no_cache = train.config_from_args(train.build_parser().parse_args(
         ["--mir1k-root", str(tmp_path), "--cache-dir", "", "--n-songs", "4"]))
     assert no_cache.data.cache_dir is None and no_cache.data.n_songs == 4
+
+
+# === Scale: precision, one validation rule, data service ===
+
+TINY_RUN = RunConfig(stft=StftConfig(patch_frames=16), model=ModelConfig(depth=2, base_channels=4))
+
+
+def test_float16_training_scales_the_loss_and_stays_finite():
+    config = dataclasses.replace(TINY_RUN, train=TrainConfig(precision="mixed_float16"))
+    model = training.build_compiled_model(config, tf.distribute.get_strategy())
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.get_layer("encoder_conv_0").compute_dtype == "float16"
+    rng = np.random.default_rng(0)
+    mix = rng.random((4, 513, 16), np.float32)
+    history = model.fit(mix, 0.3 * mix, batch_size=2, epochs=2, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_the_multi_worker_validation_loss_is_fits():
+    """Batches with more padding count less, in both: fit weights by frames, not examples."""
+    model = training.build_compiled_model(TINY_RUN, tf.distribute.get_strategy())
+    rng = np.random.default_rng(1)
+    mix = rng.random((6, 513, 16), np.float32)
+    weights = np.ones((6, 1, 16), np.float32)
+    weights[4:, :, 4:] = 0.0  # the last batch is three-quarters padding,
+    mix[4:] *= 3.0  # and louder: its loss differs from the first batch's
+    dataset = tf.data.Dataset.from_tensor_slices((mix, 0.5 * mix, weights)).batch(4)
+    expected = model.evaluate(dataset, verbose=0)
+    assert training.validation_loss(model, dataset) == pytest.approx(expected, rel=1e-5)
+    batches = [(float(masked_l1_loss(m, v, model(m, training=False), w)), len(m))
+               for m, v, w in dataset]
+    by_examples = sum(loss * n for loss, n in batches) / sum(n for _, n in batches)
+    assert abs(by_examples - expected) > 0.01 * expected  # the rule makes a difference here
+
+
+def test_batches_from_a_data_service_on_localhost_are_the_local_ones(tmp_path):
+    from pipelines import datasets, sources
+
+    dispatcher = tf.data.experimental.service.DispatchServer()
+    address = dispatcher.target.split("://")[1]
+    worker = tf.data.experimental.service.WorkerServer(
+        tf.data.experimental.service.WorkerConfig(dispatcher_address=address))
+    config = RunConfig(data=DataConfig(patches_per_epoch=32))
+    tracks, _ = sources.load_tracks(config)
+    local = list(datasets.make_train_dataset(tracks, config, 16, seed=5, epochs=2))
+    served = list(datasets.make_train_dataset(tracks, config, 16, seed=5, epochs=2,
+                                              data_service=dispatcher.target))
+    assert len(served) == len(local) == 4
+    # One worker makes the epochs in order; with several, each takes whole epochs.
+    for batch, expected in zip(served, local):
+        for value, expected_value in zip(batch, expected):
+            np.testing.assert_allclose(value.numpy(), expected_value.numpy(), rtol=1e-6)
+    del worker

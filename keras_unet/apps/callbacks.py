@@ -19,6 +19,8 @@ TerminateOnNaN). These cover the rest:
 import csv
 import math
 import os
+import re
+from typing import Optional
 
 import keras
 import numpy as np
@@ -111,19 +113,24 @@ class CheckpointWriter(keras.callbacks.Callback):
 
     Every file is written to a temporary name and renamed, so a killed run
     leaves the previous complete file. Nothing is saved for an epoch whose
-    loss is not finite, so the last good checkpoint survives a NaN.
+    loss is not finite, so the last good checkpoint survives a NaN. Only the
+    newest `keep` numbered checkpoints stay (each holds the optimizer state:
+    118 MB for the paper preset); the best model is never deleted.
 
     Args:
         save_dir: folder of the checkpoints.
         every_epochs: period of the numbered checkpoints.
         best_score: the best `model_score` so far (from history on resume).
+        keep: numbered checkpoints kept (None: all).
     """
 
-    def __init__(self, save_dir: str, every_epochs: int = 5, best_score: float = -math.inf):
+    def __init__(self, save_dir: str, every_epochs: int = 5, best_score: float = -math.inf,
+                 keep: Optional[int] = None):
         super().__init__()
         self.save_dir = save_dir
         self.every_epochs = every_epochs
         self.best_score = best_score
+        self.keep = keep
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -134,8 +141,30 @@ class CheckpointWriter(keras.callbacks.Callback):
             self.best_score = score
             save_keras(self.model, os.path.join(self.save_dir, "best_model.keras"))
         if (epoch + 1) % self.every_epochs == 0:
-            save_keras(self.model, os.path.join(self.save_dir,
-                                                f"checkpoint_epoch_{epoch + 1}.keras"))
+            save_keras(self.model, os.path.join(self.save_dir, checkpoint_name(epoch + 1)))
+            self._forget_old_checkpoints()
+
+    def _forget_old_checkpoints(self) -> None:
+        if self.keep is None:
+            return
+        numbered = sorted(numbered_checkpoints(self.save_dir))
+        for _, path in numbered[:max(0, len(numbered) - self.keep)]:
+            os.unlink(path)
+
+
+def checkpoint_name(epoch: int) -> str:
+    """The file name of the numbered checkpoint after `epoch` (counted from 1)."""
+    return f"checkpoint_epoch_{epoch}.keras"
+
+
+def numbered_checkpoints(save_dir: str) -> list:
+    """[(epoch, path)] of the numbered checkpoints in `save_dir`, in no particular order."""
+    found = []
+    for name in os.listdir(save_dir) if os.path.isdir(save_dir) else []:
+        match = re.fullmatch(r"checkpoint_epoch_(\d+)\.keras", name)
+        if match:
+            found.append((int(match.group(1)), os.path.join(save_dir, name)))
+    return found
 
 
 def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:

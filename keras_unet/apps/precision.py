@@ -3,8 +3,13 @@
 "mixed_bfloat16" runs the hidden layers in bfloat16 (weights stay float32,
 the mask is float32). It pays only where the hardware multiplies bfloat16
 natively: x86 CPUs with AVX512-BF16 or AMX-BF16 (through TensorFlow's oneDNN
-kernels), and GPUs. Elsewhere it is slower than float32, so "auto" falls
-back to float32, and also where oneDNN is turned off. Measured on a 2-core
+kernels), and GPUs of compute capability 8.0 or more (A100, RTX 30xx, L4,
+H100...). "mixed_float16" is the same in float16, whose narrow range needs
+loss scaling in training (`keras.optimizers.LossScaleOptimizer`, which
+`keras_unet.apps.training` adds): the fast choice on older GPUs (T4, V100),
+which have float16 tensor cores but no bfloat16. "auto" picks by the device:
+bfloat16 on new GPUs, float16 on older ones, bfloat16 on CPUs that have it,
+float32 elsewhere, also where oneDNN is turned off. Measured on a 2-core
 AVX512-BF16 EPYC (seed preset, batch 8): bfloat16 inference takes 0.53x
 the CPU time of float32 with oneDNN, and 12x that of float32 with
 TF_ENABLE_ONEDNN_OPTS=0 (the plain Eigen kernels emulate bfloat16).
@@ -36,11 +41,21 @@ def cpu_flags(path: str = CPUINFO_PATH) -> frozenset:
     return frozenset()
 
 
-def has_gpu() -> bool:
-    """Whether TensorFlow sees a GPU."""
+BF16_GPU_CAPABILITY = (8, 0)  # Ampere and later multiply bfloat16 natively
+
+
+def gpu_compute_capability():
+    """(major, minor) CUDA compute capability of the first GPU; None without a GPU.
+
+    (0, 0) for a GPU that does not report one.
+    """
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return tuple(details.get("compute_capability") or (0, 0))
 
 
 def onednn_enabled() -> bool:
@@ -48,20 +63,24 @@ def onednn_enabled() -> bool:
     return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
 
 
-def supports_bfloat16() -> bool:
-    """Whether bfloat16 runs fast here: a GPU, or BF16 CPU flags with oneDNN on."""
-    return has_gpu() or (bool(set(BF16_CPU_FLAGS) & cpu_flags()) and onednn_enabled())
+def auto_precision() -> str:
+    """The fastest precision this machine runs at the same quality (module docstring)."""
+    capability = gpu_compute_capability()
+    if capability is not None:
+        return "mixed_bfloat16" if capability >= BF16_GPU_CAPABILITY else "mixed_float16"
+    if set(BF16_CPU_FLAGS) & cpu_flags() and onednn_enabled():
+        return "mixed_bfloat16"
+    return "float32"
 
 
 def resolve_precision(name: str) -> str:
     """The Keras dtype policy for a precision setting.
 
     Args:
-        name: "auto", "float32" or "mixed_bfloat16".
+        name: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
 
     Returns:
-        "float32" or "mixed_bfloat16"; "auto" gives "mixed_bfloat16" where
-        `supports_bfloat16()`, else "float32".
+        The name itself, or for "auto" `auto_precision()`.
 
     Raises:
         ValueError: `name` is not one of `keras_unet.core.config.PRECISIONS`.
@@ -69,7 +88,7 @@ def resolve_precision(name: str) -> str:
     if name not in PRECISIONS:
         raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: {name!r}")
     if name == "auto":
-        return "mixed_bfloat16" if supports_bfloat16() else "float32"
+        return auto_precision()
     return name
 
 

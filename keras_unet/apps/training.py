@@ -4,7 +4,7 @@ Outputs, under `config.train.save_dir`:
     config.json                  the run's RunConfig
     best_model.keras             highest validation vocals SI-SDR (`callbacks.CheckpointWriter`)
     final_model.keras            after the last epoch
-    checkpoint_epoch_5.keras     every 5 epochs
+    checkpoint_epoch_N.keras     every 5 epochs, the newest `keep_checkpoints`
     history.csv                  epoch, loss, val_loss, validation SDR and mask
                                  statistics (`callbacks.SeparationMetrics`), learning_rate
     logs/YYYYMMDD_HHMMSS/        TensorBoard (train/ and validation/)
@@ -18,6 +18,7 @@ strategy (keras-team/keras#20585); the callbacks run on the chief only.
 """
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -35,7 +36,7 @@ from keras_unet.core.config import HISTORY_FILE, RUN_CONFIG_FILE, RunConfig
 from keras_unet.core.files import atomic_path
 from keras_unet.core.model import build_model
 from keras_unet.core.saving import load_model, save_keras
-from keras_unet.core.steps import masked_l1_loss
+from keras_unet.core.steps import batch_weight, masked_l1_loss
 from pipelines.datasets import make_train_dataset, make_validation_dataset, validation_patch
 from pipelines.sources import load_tracks
 
@@ -141,7 +142,8 @@ def _make_callbacks(config, backup_dir, log_dir, resume, example, validation_tra
         # First: it adds the separation scores to the logs the others read.
         unet_callbacks.SeparationMetrics(songs, config.stft, config.train.batch_size),
         unet_callbacks.HistoryWriter(history_path, resume=resume),
-        unet_callbacks.CheckpointWriter(save_dir, CHECKPOINT_EVERY_EPOCHS, best_score=best),
+        unet_callbacks.CheckpointWriter(save_dir, CHECKPOINT_EVERY_EPOCHS, best_score=best,
+                                        keep=config.train.keep_checkpoints),
         *backup,
         *_schedule_callbacks(config),
         keras.callbacks.TensorBoard(log_dir, update_freq=config.train.log_every_steps),
@@ -222,10 +224,19 @@ def _schedule_callbacks(config: RunConfig) -> list:
     return found
 
 
-def _build_compiled_model(config: RunConfig, strategy) -> keras.Model:
+def build_compiled_model(config: RunConfig, strategy) -> keras.Model:
+    """The run's model under the strategy, at its precision, compiled with Adam.
+
+    Under mixed_float16 the optimizer scales the loss (dynamically), so
+    float16 gradients neither underflow nor overflow.
+    """
+    policy = resolve_precision(config.train.precision)
     with strategy.scope():
-        model = build_model(config, dtype_policy=resolve_precision(config.train.precision))
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate(config)))
+        model = build_model(config, dtype_policy=policy)
+        optimizer = keras.optimizers.Adam(learning_rate(config))
+        if policy == "mixed_float16":  # float16 gradients underflow without it
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer)
     return model
 
 
@@ -251,6 +262,35 @@ def even_batches(dataset: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
     return dataset.map(pad) if replicas > 1 else dataset
 
 
+def resumed_epoch(backup_dir: str) -> int:
+    """The epoch (0-based) an interrupted run resumes at: the epochs its backup completed.
+
+    Read from the metadata `keras.callbacks.BackupAndRestore` writes beside
+    its weights, before `fit` starts, so the training data can continue
+    where the run stopped; 0 when there is no completed backup.
+    """
+    path = os.path.join(backup_dir, BACKUP_METADATA)
+    if not os.path.isfile(path):
+        return 0
+    with open(path, encoding="utf-8") as file:
+        return int(json.load(file)["epoch"])
+
+
+def stft_device(config: RunConfig, strategy: tf.distribute.Strategy) -> Optional[str]:
+    """The accelerator the training pipeline's STFT stage runs on, or None for the CPU.
+
+    The GPU of a run on one GPU, unless `stft_device` is "cpu" or a tf.data
+    service makes the batches (its workers compute the spectra). With
+    several replicas the strategy splits batches from the host itself.
+    """
+    if config.data.stft_device == "cpu" or config.data.data_service is not None:
+        return None
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) == 1 and strategy.num_replicas_in_sync == 1:
+        return gpus[0].name
+    return None
+
+
 def short_run_warning(config: RunConfig) -> Optional[str]:
     """A warning when a run on a dataset is too short to learn to separate, else None.
 
@@ -271,15 +311,37 @@ def _steps_per_epoch(config: RunConfig) -> int:
     return max(1, config.data.patches_per_epoch // config.train.batch_size)
 
 
+def validation_loss(model: keras.Model, dataset: tf.data.Dataset) -> float:
+    """The epoch's validation loss by `fit`'s rule: batch losses weighted by `batch_weight`.
+
+    Runs the model here, on this worker alone (no collective op), so every
+    worker of a multi-worker run can compute it locally.
+
+    Args:
+        model: a `MaskModel`.
+        dataset: batches of (mix, vocals, frame_weights), as `pipelines.datasets` makes them.
+    """
+    @tf.function
+    def loss_and_weight(mix, vocals, frame_weights):
+        loss = masked_l1_loss(mix, vocals, model(mix, training=False), frame_weights)
+        return loss, batch_weight(mix, frame_weights)
+
+    pairs = [[float(value) for value in loss_and_weight(*batch)] for batch in dataset]
+    total_weight = sum(weight for _, weight in pairs)
+    return sum(loss * weight for loss, weight in pairs) / max(total_weight, 1e-12)
+
+
 def fit_multiworker(model, strategy, config: RunConfig, train_tracks, validation_tracks,
                     run_callbacks) -> None:
     """Trains under MultiWorkerMirroredStrategy without Keras `fit`.
 
     Each worker draws its own share of the epoch's patches (its own seed,
-    `patches_per_epoch / workers` patches, per-replica batches); gradients are
-    all-reduced by the strategy inside `model.train_step`. Every worker holds
-    the same weights, so each computes the validation loss locally, without
-    collectives. `run_callbacks` is empty on the non-chief workers.
+    `patches_per_epoch / workers` patches, per-replica batches) from one
+    stream for the whole run; gradients are all-reduced by the strategy
+    inside `model.train_step`. Every worker holds the same weights, so each
+    computes the validation loss locally, without collectives, by the rule
+    `fit` uses (`MaskModel.batch_weight`). `run_callbacks` is empty on the
+    non-chief workers.
     """
     global_batch = config.train.batch_size
 
@@ -288,7 +350,8 @@ def fit_multiworker(model, strategy, config: RunConfig, train_tracks, validation
             1, config.data.patches_per_epoch // context.num_input_pipelines))
         return make_train_dataset(train_tracks, dataclasses.replace(config, data=share),
                                   context.get_per_replica_batch_size(global_batch),
-                                  config.train.seed + context.input_pipeline_id)
+                                  config.train.seed + context.input_pipeline_id,
+                                  data_service=config.data.data_service)
 
     train_data = strategy.distribute_datasets_from_function(worker_dataset)
     validation_data = make_validation_dataset(validation_tracks, config, global_batch)
@@ -298,27 +361,22 @@ def fit_multiworker(model, strategy, config: RunConfig, train_tracks, validation
         results = strategy.run(model.train_step, args=(next(iterator),))
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, results["loss"], axis=None)
 
-    @tf.function
-    def validation_step(mix, vocals, frame_weights):
-        return masked_l1_loss(mix, vocals, model(mix, training=False), frame_weights)
 
     steps = _steps_per_epoch(config)
     callback_list = keras.callbacks.CallbackList(
         run_callbacks, model=model, add_history=False, add_progbar=bool(run_callbacks),
         verbose=1, epochs=config.train.epochs, steps=steps)
     callback_list.on_train_begin()
+    iterator = iter(train_data)
     for epoch in range(config.train.epochs):
         callback_list.on_epoch_begin(epoch)
-        model.loss_tracker.reset_state()
-        iterator = iter(train_data)
+        losses = []
         for step in range(steps):
             callback_list.on_train_batch_begin(step)
-            loss = float(train_step(iterator))
-            callback_list.on_train_batch_end(step, {"loss": loss})
-        losses = [(float(validation_step(*batch)), int(batch[0].shape[0]))
-                  for batch in validation_data]
-        val_loss = sum(l * n for l, n in losses) / max(1, sum(n for _, n in losses))
-        callback_list.on_epoch_end(epoch, {"loss": loss, "val_loss": val_loss})
+            losses.append(float(train_step(iterator)))
+            callback_list.on_train_batch_end(step, {"loss": losses[-1]})
+        val_loss = validation_loss(model, validation_data)
+        callback_list.on_epoch_end(epoch, {"loss": float(np.mean(losses)), "val_loss": val_loss})
         if model.stop_training:
             break
     callback_list.on_train_end()
@@ -348,11 +406,11 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     export_dir = config.train.export_dir or os.path.join("saved_models", _run_name(config, stamp))
 
     train_tracks, validation_tracks = load_tracks(config)
-    model = _build_compiled_model(config, strategy)
+    model = build_compiled_model(config, strategy)
     if config.train.init_mask_bias:
         # Its own draws (another seed), so the training stream stays as the seed makes it.
         sample = make_train_dataset(train_tracks, config, config.train.batch_size,
-                                    config.train.seed + MASK_INIT_SEED_OFFSET)
+                                    config.train.seed + MASK_INIT_SEED_OFFSET, epochs=1)
         initialise_mask_bias(model, best_constant_mask(sample))
     run_callbacks = (_make_callbacks(config, backup_dir, log_dir, resume,
                                      validation_patch(validation_tracks, config),
@@ -361,8 +419,12 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     if config.train.strategy == "multiworker":
         fit_multiworker(model, strategy, config, train_tracks, validation_tracks, run_callbacks)
     else:
-        model.fit(make_train_dataset(train_tracks, config, config.train.batch_size,
-                                     config.train.seed),
+        # One stream for the whole run, from the epoch a resumed run restarts at.
+        train_data = make_train_dataset(
+            train_tracks, config, config.train.batch_size, config.train.seed,
+            first_epoch=resumed_epoch(backup_dir) if resume else 0,
+            data_service=config.data.data_service, device=stft_device(config, strategy))
+        model.fit(train_data, steps_per_epoch=_steps_per_epoch(config),
                   validation_data=even_batches(
                       make_validation_dataset(validation_tracks, config, config.train.batch_size),
                       strategy.num_replicas_in_sync),

@@ -12,13 +12,20 @@ from typing import Optional
 
 PRESETS = ("seed", "paper")
 STRATEGIES = ("auto", "mirrored", "multiworker")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
+STFT_DEVICES = ("auto", "cpu")
 WINDOWS = ("hann", "hamming")
 EXPORT_KINDS = ("mask", "separator", "both")  # SavedModel signatures (keras_unet.apps.export)
 RUN_CONFIG_FILE = "config.json"  # the RunConfig JSON beside checkpoints and in exports
 HISTORY_FILE = "history.csv"  # per-epoch losses, in TrainConfig.save_dir
 KERAS_FILE = "model.keras"  # the Keras model inside an export folder
+
+
+# Settings a resumed run may change: where things go and how it reports, not what it learns.
+RESUMABLE_CHANGES = frozenset({"train.cpu", "train.log_every_steps", "train.export_dir",
+                               "train.keep_checkpoints", "data.cache_dir",
+                               "data.data_service", "data.stft_device"})
 
 
 def _require(condition, message):
@@ -162,6 +169,11 @@ class DataConfig:
             validation.
         validation_share: MIR-1K: share of each singer's songs held out
             (whole songs) for validation.
+        data_service: address of a tf.data service dispatcher
+            ("grpc://host:port") whose workers make the training batches
+            (None: this process makes them).
+        stft_device: where the training pipeline's STFT runs: "auto", on
+            the GPU of a one-GPU run, else the CPU; or "cpu".
     """
 
     musdb_root: Optional[str] = None
@@ -177,6 +189,8 @@ class DataConfig:
     patches_per_epoch: int = 64
     validation_seconds: float = 1.5
     validation_share: float = 0.15
+    data_service: Optional[str] = None
+    stft_device: str = "auto"
 
     def __post_init__(self):
         _require(self.musdb_root is None or self.mir1k_root is None,
@@ -190,6 +204,8 @@ class DataConfig:
                  f"`patches_per_epoch` must be >= 1. Received: {self.patches_per_epoch}")
         _require(self.validation_seconds > 0,
                  f"`validation_seconds` must be positive. Received: {self.validation_seconds}")
+        _require(self.stft_device in STFT_DEVICES,
+                 f"`stft_device` must be one of {STFT_DEVICES}. Received: {self.stft_device!r}")
         _require(0.0 <= self.validation_share < 1.0,
                  f"`validation_share` must be in [0, 1). Received: {self.validation_share}")
 
@@ -212,11 +228,14 @@ class TrainConfig:
             validation vocals SI-SDR (None: never).
         init_mask_bias: start the mask at the constant with the lowest loss
             on the training data, not at 0.5.
+        keep_checkpoints: numbered checkpoints kept, the newest (None: all);
+            best_model.keras and final_model.keras are always kept.
         seed: random seed of weights, offsets and augmentation.
         save_dir: folder of checkpoints, history and TensorBoard logs.
         export_dir: SavedModel folder (None: saved_models/<run name>).
         strategy: "auto", "mirrored" or "multiworker".
-        precision: "auto", "float32" or "mixed_bfloat16".
+        precision: "auto" (by the device), "float32", "mixed_bfloat16" or
+            "mixed_float16" (with loss scaling).
         cpu: hide GPUs.
         log_every_steps: TensorBoard training-loss period, in steps.
     """
@@ -229,6 +248,7 @@ class TrainConfig:
     plateau_epochs: int = 5
     early_stopping_epochs: Optional[int] = None
     init_mask_bias: bool = True
+    keep_checkpoints: Optional[int] = 3
     seed: int = 0
     save_dir: str = "checkpoints"
     export_dir: Optional[str] = None
@@ -252,6 +272,8 @@ class TrainConfig:
                  f"Received: warmup_steps={self.warmup_steps}")
         _require(self.plateau_epochs >= 1,
                  f"`plateau_epochs` must be >= 1. Received: {self.plateau_epochs}")
+        _require(self.keep_checkpoints is None or self.keep_checkpoints >= 1,
+                 f"`keep_checkpoints` must be >= 1. Received: {self.keep_checkpoints}")
         _require(self.early_stopping_epochs is None or self.early_stopping_epochs >= 1,
                  f"`early_stopping_epochs` must be >= 1. Received: {self.early_stopping_epochs}")
         _require(self.strategy in STRATEGIES,
@@ -291,3 +313,9 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
         return cls.from_dict(json.loads(text))
+
+    def differences(self, other: "RunConfig") -> list:
+        """The settings ("section.field") whose values differ from `other`'s, sorted."""
+        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
+        return sorted(f"{section}.{name}" for section, values in mine.items()
+                      for name, value in values.items() if theirs[section][name] != value)

@@ -84,14 +84,25 @@ class MaskModel(keras.Model):
         return self._track(masked_l1_loss(mix, vocals, mask, frame_weights), mix, frame_weights)
 
     def _track(self, loss, mix, frame_weights):
-        """Adds the batch to the epoch's mean loss, weighted like the loss itself.
-
-        A batch counts by its number of weighted frames (or of examples when
-        unweighted), so batches of padding alone count for nothing.
-        """
-        if frame_weights is None:
-            weight = tf.cast(tf.shape(mix)[0], tf.float32)
-        else:
-            weight = tf.reduce_sum(tf.cast(frame_weights, tf.float32))
-        self.loss_tracker.update_state(loss, sample_weight=weight)
+        """Adds the batch to the epoch's mean loss, weighted by `batch_weight`."""
+        self.loss_tracker.update_state(loss, sample_weight=batch_weight(mix, frame_weights))
         return {"loss": self.loss_tracker.result()}
+
+
+def batch_weight(mix, frame_weights=None):
+    """A batch's weight in an epoch's mean loss, like the loss's own weighting.
+
+    Its number of weighted frames (of examples when unweighted), so batches
+    of padding alone count for nothing. The one rule for `fit` (through
+    `MaskModel`) and the multi-worker loop.
+
+    Args:
+        mix: (batch, bins, frames).
+        frame_weights: None, or weights as in `masked_l1_loss`.
+
+    Returns:
+        float32 scalar.
+    """
+    if frame_weights is None:
+        return tf.cast(tf.shape(mix)[0], tf.float32)
+    return tf.reduce_sum(tf.cast(frame_weights, tf.float32))
