@@ -26,19 +26,15 @@ a second time.
 """
 
 import argparse
-import math
 import os
 import sys
 import time
-from typing import Optional
 
-from keras_unet.apps.writing import CLIP_MODES
+from keras_unet.apps.writing import CLIP_MODES, DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT
 from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
 from keras_unet.core.audio_io import OUTPUT_FORMATS, song_name
 from keras_unet.core.config import PRECISIONS
-from keras_unet.core.files import atomic_path
 
-PLOT_SECONDS = 20.0
 PLOT_NAME = "separation.png"
 TIMINGS_VARIABLE = "SEPARATE_TIMINGS"
 
@@ -55,12 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of the results, one subfolder per input (default: separated)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="SavedModel folder or .keras file (default: saved_models/default)")
-    parser.add_argument("--format", choices=tuple(OUTPUT_FORMATS), default="wav16",
+    parser.add_argument("--format", choices=tuple(OUTPUT_FORMATS),
+                        default=DEFAULT_OUTPUT_FORMAT,
                         help="wav16 (16-bit WAV), wav-float (32-bit float WAV) or flac "
-                             "(24-bit) (default: wav16)")
-    parser.add_argument("--clip-mode", choices=CLIP_MODES, default="rescale",
+                             f"(24-bit) (default: {DEFAULT_OUTPUT_FORMAT})")
+    parser.add_argument("--clip-mode", choices=CLIP_MODES, default=DEFAULT_CLIP_MODE,
                         help="samples that do not fit the format: rescale the file, clamp "
-                             "them, or none (wav-float only) (default: rescale)")
+                             f"them, or none (wav-float only) (default: {DEFAULT_CLIP_MODE})")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="model arithmetic; auto picks mixed_bfloat16 where the CPU "
                              "has native bfloat16 (default: auto)")
@@ -92,122 +89,21 @@ def _check_outputs(paths: dict, protected: set) -> None:
             raise InputError(f"{paths[key]}: output would overwrite an input file")
 
 
-def separate_file(separator, path: str, paths: dict, output_format: str, clip_mode: str,
-                  timings: dict):
-    """Separates one file into paths["vocals"] and paths["accompaniment"], block by block.
+def _process(separator, args, path: str, paths: dict) -> None:
+    """Separates one input into its folder (and draws its figure with --plot).
 
-    Returns:
-        `keras_unet.apps.writing.Written`: the peak, scale factor and clipping.
+    The work itself is in `keras_unet.apps.song_files`, which the web page shares.
     """
-    from keras_unet.apps.writing import write_separation
-    from keras_unet.core.audio_io import open_audio
+    from keras_unet.apps.song_files import fit_warning, separate_file, write_plot
 
-    stages = ("read_resample", "model", "reconstruction")  # the separator adds these itself
-    began = time.perf_counter()
-    with open_audio(path, look_back_seconds=separator.look_back_seconds) as reader:
-        timings["read_resample"] += time.perf_counter() - began
-        began, separating = time.perf_counter(), sum(timings[stage] for stage in stages)
-        rate, channels = reader.sample_rate_hz, reader.n_channels
-        blocks = separator.separate_blocks(reader.read, reader.n_samples, channels, rate)
-        written = write_separation(blocks, reader.read, reader.n_samples, channels, rate,
-                                   paths["vocals"], paths["accompaniment"], output_format,
-                                   clip_mode)
-    separating = sum(timings[stage] for stage in stages) - separating
-    timings["writing"] += time.perf_counter() - began - separating  # with the second read
-    return written
-
-
-def _warning(path: str, written) -> Optional[str]:
-    """One line on what fitting the format did to a file, or None when it did nothing."""
-    if written.scale != 1.0:
-        return (f"warning: {path}: rescaled by {written.scale:.4f} "
-                f"({20 * math.log10(written.scale):+.2f} dB) to fit its peak of "
-                f"{written.peak:.3f} full scale; vocals + accompaniment = input x "
-                f"{written.scale:.4f}")
-    if written.clipped:
-        share = 100 * written.clipped / written.n_output_samples
-        return (f"warning: {path}: clipped {written.clipped} output samples ({share:.3g}%), "
-                f"peak {written.peak:.3f} full scale; vocals + accompaniment differs from the "
-                "input there")
-    return None
-
-
-def _excerpt(n_samples: int, rate: int):
-    """The middle PLOT_SECONDS of a song: (start sample, stop sample)."""
-    length = min(n_samples, int(PLOT_SECONDS * rate))
-    start = (n_samples - length) // 2
-    return start, start + length
-
-
-def _reference_excerpt(reference: str, path: str, start_seconds: float, length: int,
-                       rate: int):
-    """The true vocals over the excerpt of `path`, at `rate`: float32 (length, channels).
-
-    Only the excerpt (and a little resampling margin) is read, whatever the
-    reference's length; one that ends inside the excerpt is padded with silence.
-
-    Raises:
-        AudioError: the reference cannot be read or ends before the excerpt.
-    """
-    import numpy as np
-
-    from keras_unet.core.audio_io import AudioError, open_audio, resample
-
-    with open_audio(reference) as reader:
-        reference_rate = reader.sample_rate_hz
-        margin = int(0.1 * reference_rate)  # hides the resampler's edges
-        first = round(start_seconds * reference_rate)
-        if first >= reader.n_samples:
-            raise AudioError(f"{reference}: ends before the plotted excerpt of {path}")
-        lo = max(0, first - margin)
-        hi = min(reader.n_samples, first + -(-length * reference_rate // rate) + margin)
-        samples = resample(reader.read(lo, hi), reference_rate, rate)
-    offset = round((first - lo) * rate / reference_rate)
-    samples = samples[offset:offset + length]
-    return np.pad(samples, [(0, length - len(samples)), (0, 0)])
-
-
-def write_plot(separator, path: str, plot_path: str, reference: str = None) -> None:
-    """PNG of the mix spectrogram, the mask, the vocals (and the true vocals) of an excerpt.
-
-    Only the excerpt is held in memory (a compressed file is decoded from its
-    start up to the excerpt's end, block by block).
-    """
-    import numpy as np
-
-    from keras_unet.apps.figures import LEVEL, MASK, png_bytes, spectrogram_figure
-    from keras_unet.core.audio_io import AudioError, open_audio
-
-    with open_audio(path) as reader:
-        rate = reader.sample_rate_hz
-        start, stop = _excerpt(reader.n_samples, rate)
-        samples = reader.read(start, stop)
-    mask, spectrum, config = separator.full_band_mask(samples, rate)
-    panels = [("mix |X|", np.abs(spectrum).mean(axis=0), LEVEL),  # channel means
-              ("mask M", mask.mean(axis=0), MASK),
-              ("estimated vocals |M X|", np.abs(mask * spectrum).mean(axis=0), LEVEL)]
-    if reference is not None:
-        true_vocals = _reference_excerpt(reference, path, start / rate, stop - start, rate)
-        _, true_spectrum, _ = separator.full_band_mask(true_vocals, rate)
-        panels.append(("true vocals |Y|", np.abs(true_spectrum).mean(axis=0), LEVEL))
-    figure = spectrogram_figure(
-        panels, rate, config.hop_samples, start_seconds=start / rate,
-        title=f"{os.path.basename(path)}: seconds {start / rate:.1f}-{stop / rate:.1f}")
-    try:
-        with atomic_path(plot_path, suffix=".png") as temporary, open(temporary, "wb") as file:
-            file.write(png_bytes(figure))
-    except OSError as error:
-        raise AudioError(f"{plot_path}: cannot write ({error.strerror})") from None
-
-
-def _process(separator, args, path: str, paths: dict, timings: dict) -> None:
     created = not os.path.isdir(paths["folder"])
     try:
         os.makedirs(paths["folder"], exist_ok=True)
-        written = separate_file(separator, path, paths, args.format, args.clip_mode, timings)
-        warning = _warning(path, written)
+        written = separate_file(separator, path, paths["vocals"], paths["accompaniment"],
+                                args.format, args.clip_mode)
+        warning = fit_warning(path, written)
         if warning:
-            print(warning, file=sys.stderr)
+            print(f"warning: {warning}", file=sys.stderr)
         if args.plot:
             write_plot(separator, path, paths["plot"], args.reference)
     except OSError as error:
@@ -289,7 +185,7 @@ def main(argv=None) -> int:
 
     for path, paths in jobs:
         try:
-            _process(separator, args, path, paths, timings)
+            _process(separator, args, path, paths)
         except (AudioError, InputError, ValueError) as error:
             message = str(error)
             print(f"error: {message if path in message else f'{path}: {message}'}",

@@ -3,9 +3,9 @@
 Layers, each importing only from those below it (checked by the
 import-linter contract in setup.cfg):
 
-    train.py, separate.py, evaluate.py, export.py,
-    keras_unet/__main__.py, keras_unet/cli.py, benchmarks/    command lines
-    keras_unet/apps/      training, separation, writing, export, evaluation
+    train.py, separate.py, evaluate.py, export.py, keras_unet/__main__.py,
+    keras_unet/cli.py, keras_unet/app.py (the web page), benchmarks/   command lines
+    keras_unet/apps/      training, separation, writing, export, evaluation, the web page
     pipelines/            training input: sources, patches, augmentation, tf.data
     keras_unet/core/      config, files, audio I/O, STFT, the model, its loss,
                           patches and masks: what a trained model needs

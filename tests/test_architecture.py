@@ -1,11 +1,11 @@
 """The architecture is a checked contract: import-linter's contracts in setup.cfg.
 
 Layers, bottom to top: `keras_unet.core`, `pipelines`, `keras_unet.apps`,
-the command lines (`keras_unet.__main__`, `keras_unet.cli`, `benchmarks`;
-the scripts train.py, separate.py, evaluate.py and export.py import only
-from below by being outside every package). No module of a package imports
-another in a cycle, and the core uses no dataset, scoring or plotting
-library.
+the command lines (`keras_unet.__main__`, `keras_unet.cli`, `keras_unet.app`,
+`benchmarks`; the scripts train.py, separate.py, evaluate.py and export.py
+import only from below by being outside every package). No module of a
+package imports another in a cycle, and the core uses no dataset, scoring,
+plotting or web library.
 """
 
 import os

@@ -158,7 +158,9 @@ class Separator:
 
     def separate_blocks(self, read: Callable[[int, int], np.ndarray], n_samples: int,
                         n_channels: int, sample_rate_hz: int,
-                        block_seconds: Optional[float] = None) -> Iterator[tuple]:
+                        block_seconds: Optional[float] = None,
+                        on_progress: Optional[Callable[[int, int], None]] = None
+                        ) -> Iterator[tuple]:
         """Separates a song block by block, in order.
 
         Args:
@@ -168,6 +170,10 @@ class Separator:
             n_channels: its channels.
             sample_rate_hz: its rate.
             block_seconds: output block length (default: the separator's).
+            on_progress: called as on_progress(samples done, n_samples) after
+                each block is separated, before it is yielded: the progress
+                a caller shows (the web page's bar). An exception it raises
+                stops the separation there (how a caller cancels).
 
         Yields:
             (start, mix, vocals): the block's first sample and float32
@@ -185,6 +191,8 @@ class Separator:
                 stop = min(n_samples, start + block)
                 mix, vocals = self._separate_block(song, cache, start, stop)
                 bar.update((stop - start) / sample_rate_hz)
+                if on_progress is not None:
+                    on_progress(stop, n_samples)
                 yield start, mix, vocals
         finally:
             bar.close()

@@ -43,6 +43,9 @@ from keras_unet.core.audio_io import AudioError, AudioWriter, integer_steps
 
 CLIP_MODES = ("rescale", "clamp", "none")
 
+DEFAULT_OUTPUT_FORMAT, DEFAULT_CLIP_MODE = "wav16", "rescale"
+"""What `separate.py` and the web page write unless told otherwise."""
+
 WRITE_BLOCK_SAMPLES = 1 << 18
 """Samples per channel of the second pass's blocks (6 s at 44.1 kHz)."""
 
@@ -122,7 +125,8 @@ def _outputs(mix: np.ndarray, vocals: np.ndarray, scale: float, steps, clamp: bo
 def write_separation(blocks: Iterable[Tuple[int, np.ndarray, np.ndarray]],
                      read: Callable[[int, int], np.ndarray], n_samples: int, n_channels: int,
                      sample_rate_hz: int, vocals_path: str, accompaniment_path: str,
-                     output_format: str = "wav16", clip_mode: str = "rescale") -> Written:
+                     output_format: str = DEFAULT_OUTPUT_FORMAT,
+                     clip_mode: str = DEFAULT_CLIP_MODE) -> Written:
     """Writes the vocals and the accompaniment of a song, in two passes (module docstring).
 
     Args:

@@ -32,20 +32,33 @@ def run_config_of(model: MaskModel) -> RunConfig:
     return RunConfig.from_dict(model.run_config or {})
 
 
-def load_model(path: str) -> MaskModel:
-    """Loads a `.keras` file, or the `model.keras` of an export folder.
+def model_file(path: str) -> str:
+    """The `.keras` file a model path names: the path itself, or an export folder's `model.keras`.
+
+    It opens nothing, so a caller can refuse a bad path at once, before a
+    model loads (`load_model` runs it first).
 
     Raises:
-        ModelFileError: missing path, or not a model of this project.
+        ModelFileError: missing path, or a folder without `model.keras`.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         keras_path = os.path.join(path, KERAS_FILE)
         if not os.path.isfile(keras_path):
             raise ModelFileError(f"{path}: not a model folder of this project (no {KERAS_FILE})")
-        path = keras_path
-    elif not os.path.exists(path):
+        return keras_path
+    if not os.path.exists(path):
         raise ModelFileError(f"{path}: no such model file or folder")
+    return path
+
+
+def load_model(path: str) -> MaskModel:
+    """Loads a `.keras` file, or the `model.keras` of an export folder.
+
+    Raises:
+        ModelFileError: missing path, or not a model of this project.
+    """
+    path = model_file(path)
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive

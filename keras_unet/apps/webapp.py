@@ -1,0 +1,130 @@
+"""The web page for separating songs: a Flask application over a `keras_unet.apps.jobs.JobQueue`.
+
+One page (`web/index.html`, with its script and style sheet: plain files,
+no build step, nothing fetched from elsewhere) and a small JSON API that the
+page's script calls:
+
+    GET    /api/config                      the models to offer, the upload limit
+    POST   /api/jobs                        one song (form fields "file", "model") -> its job
+    GET    /api/jobs                        every job
+    GET    /api/jobs/<id>                   one job: state, stage, progress, messages
+    DELETE /api/jobs/<id>                   remove it (a running one stops)
+    GET    /api/jobs/<id>/<file>            one of `jobs.FILES`; ?download=1 to save it
+
+Every refusal is a JSON {"error": one line} with a 4xx status, which the
+page shows beside the song: a file that is not audio, a model path that
+holds no model, an upload over the size limit (413). The server never
+answers with a traceback.
+"""
+
+import os
+
+from flask import Flask, jsonify, request, send_file
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from keras_unet.apps.jobs import FILES, JobError, JobQueue, check_model_path, list_models
+from keras_unet.core.saving import ModelFileError
+
+WEB_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+"""The page's files, installed with the package (setup.cfg's package_data)."""
+
+FORM_OVERHEAD_BYTES = 1 << 16
+"""Room for the multipart form around the file, on top of the upload limit."""
+
+
+def create_app(jobs: JobQueue, models_dir: str, default_model: str,
+               max_upload_bytes: int) -> Flask:
+    """The Flask application of the page.
+
+    Args:
+        jobs: the queue that separates the uploads (its owner closes it).
+        models_dir: the folder whose export folders the model selector lists.
+        default_model: the model selected at first.
+        max_upload_bytes: the largest file accepted; larger ones get a 413.
+
+    Returns:
+        The application: serve it with any WSGI server (`python -m
+        keras_unet.app` uses Werkzeug's), or test it with `app.test_client()`.
+    """
+    if max_upload_bytes < 1:
+        raise ValueError(f"`max_upload_bytes` must be >= 1. Received: {max_upload_bytes}")
+    app = Flask(__name__, static_folder=WEB_FOLDER, static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes + FORM_OVERHEAD_BYTES
+    limit_text = f"{max_upload_bytes / 2 ** 20:g} MB"
+
+    def refuse(message: str, status: int):
+        return jsonify(error=message), status
+
+    @app.get("/")
+    def page():
+        return app.send_static_file("index.html")
+
+    @app.get("/api/config")
+    def config():
+        models = [{"name": name, "path": path} for name, path in list_models(models_dir)]
+        return jsonify(models=models, default=default_model, max_upload_bytes=max_upload_bytes,
+                       max_upload_text=limit_text)
+
+    @app.post("/api/jobs")
+    def upload():
+        upload = request.files.get("file")
+        if upload is None:
+            return refuse("no file in the upload (form field \"file\")", 400)
+        try:
+            model_path = check_model_path(request.form.get("model", ""))
+        except ModelFileError as error:
+            return refuse(str(error), 400)
+
+        def save(path):
+            """Writes the upload; the whole request's limit leaves room for the form."""
+            upload.save(path)
+            if os.path.getsize(path) > max_upload_bytes:
+                raise RequestEntityTooLarge()
+
+        try:
+            job = jobs.submit(upload.filename or "", save, model_path)
+        except OSError as error:
+            return refuse(f"cannot store the upload ({error.strerror})", 507)
+        return jsonify(job=job), 202
+
+    @app.get("/api/jobs")
+    def all_jobs():
+        return jsonify(jobs=jobs.snapshots())
+
+    @app.get("/api/jobs/<job_id>")
+    def one_job(job_id):
+        return jsonify(job=jobs.snapshot(job_id))
+
+    @app.delete("/api/jobs/<job_id>")
+    def remove(job_id):
+        jobs.remove(job_id)
+        return jsonify(removed=job_id)
+
+    @app.get("/api/jobs/<job_id>/<file>")
+    def job_file(job_id, file):
+        path = jobs.file_path(job_id, file)
+        download = request.args.get("download") == "1"
+        name = jobs.snapshot(job_id)["downloads"][file]
+        return send_file(path, mimetype=FILES[file], as_attachment=download,
+                         download_name=name, conditional=True, max_age=0)
+
+    @app.errorhandler(JobError)
+    def no_such_job(error):
+        return refuse(str(error), 404)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_):
+        return refuse(f"file too large: uploads are limited to {limit_text} (start the "
+                      "server with a larger --max-upload-mb to accept it)", 413)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        return refuse(f"{error.name}: {error.description}", error.code)
+
+    @app.errorhandler(Exception)
+    def unexpected(error):
+        app.logger.error("%s %s failed: %s: %s", request.method, request.path,
+                         type(error).__name__, error)
+        return refuse(f"the server failed ({type(error).__name__}); see its terminal", 500)
+
+    return app
