@@ -31,7 +31,8 @@ import sys
 import time
 
 from keras_unet.apps.writing import CLIP_MODES, DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT
-from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
+from keras_unet.cli import (DEFAULT_MODEL, ArgumentParser, exit_at_once, fail,
+                            import_tensorflow_quietly)
 from keras_unet.core.audio_io import OUTPUT_FORMATS, song_name
 from keras_unet.core.config import PRECISIONS
 
@@ -206,4 +207,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_at_once(main())

@@ -109,6 +109,20 @@ def fail(message: str, code: int = 2) -> typing.NoReturn:
     sys.exit(code)
 
 
+def exit_at_once(code: int) -> typing.NoReturn:
+    """Ends a command whose outputs are all written, skipping the interpreter's teardown.
+
+    Tearing down TensorFlow's objects and modules at exit takes about 1 s on
+    2 cores, 15% of separating a 3-minute song, after the work is done.
+    Standard output and error are flushed first; every file a command
+    writes is closed (and renamed into place) before its `main` returns, so
+    nothing is lost. Only for a `main` that returned normally.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def import_tensorflow_quietly():
     """Imports TensorFlow and finds its devices without its C++ start-up chatter.
 

@@ -233,6 +233,28 @@ def test_errors_without_traceback_in_a_subprocess(tmp_path):
     assert result.stderr.strip() == f"error: --model {tmp_path / 'no.keras'}: no such model file or folder"
 
 
+def test_the_command_line_ends_at_once_with_its_output_whole(tmp_path, model_path):
+    """separate.py skips the interpreter's teardown (`cli.exit_at_once`): its piped
+    output lines and both files must still be complete, and the exit code kept."""
+    rate = 8000
+    song = _tone(2.0, rate, 2)
+    paths = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for path in paths:
+        soundfile.write(str(path), song, rate, subtype="PCM_16")
+    soundfile.write(str(tmp_path / "bad.wav"), song[:0], rate)  # an empty file fails alone
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPOSITORY, "separate.py"), *map(str, paths),
+         str(tmp_path / "bad.wav"), "-o", str(tmp_path / "out"), "--model", model_path],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout.splitlines() == [f"{path} -> {tmp_path / 'out' / path.stem}"
+                                          for path in paths]
+    assert result.stderr.splitlines()[-1].startswith(f"error: {tmp_path / 'bad.wav'}")
+    vocals, accompaniment = _outputs_in_steps(tmp_path / "out" / "a")
+    written, _ = soundfile.read(str(paths[0]), dtype="int16", always_2d=True)
+    np.testing.assert_array_equal(vocals + accompaniment, written)
+
+
 def test_all_ones_mask_returns_the_input():
     """The patch overlap-add is exact: a mask of ones gives vocals == mix, at any rate."""
     model = _model(SMALL_STFT, ones=True)
