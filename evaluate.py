@@ -2,7 +2,7 @@
 
     python evaluate.py [--model PATH]
                        [--musdb-root DIR [--subset test] [--is-wav] | --tracks DIR
-                        | --mir1k-root DIR [--subset test]]
+                        | --mir1k-root DIR [--subset test|train|validation]]
                        [-o OUTDIR] [--jobs N] [--oracle-full-rate]
 
 Each track is separated with the code of separate.py and scored (SDR, SIR,
@@ -18,8 +18,10 @@ keras_unet/apps/evaluation.py) and OUTDIR/sdr_boxplot.png.
 and optionally accompaniment.wav (else mixture - vocals).
 
 --mir1k-root DIR: MIR-1K's clips (the unzipped MIR-1K/ or its Wavfile/), the
-test split (17 singers) or --subset train (abjones, amy), scored also the
-way MIR-1K papers do: BSS Eval v3 on each whole clip, GNSDR / GSIR / GSAR.
+test split (17 singers), --subset train (abjones, amy), or --subset
+validation (the songs of those two that the model's training held out, by
+its own validation share), scored also the way MIR-1K papers do: BSS Eval
+v3 on each whole clip, GNSDR / GSIR / GSAR.
 """
 
 import argparse
@@ -44,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--musdb-root", metavar="DIR", help="MUSDB18 root folder")
     data.add_argument("--tracks", metavar="DIR", help="a folder of track folders")
     data.add_argument("--mir1k-root", metavar="DIR", help="MIR-1K folder (or its Wavfile/)")
-    parser.add_argument("--subset", default="test", choices=("train", "test"),
-                        help="MUSDB18 or MIR-1K subset (default: test)")
+    parser.add_argument("--subset", default="test", choices=("train", "test", "validation"),
+                        help="MUSDB18 or MIR-1K subset; validation: MIR-1K only "
+                             "(default: test)")
     parser.add_argument("--is-wav", action="store_true",
                         help="--musdb-root holds MUSDB18-HQ (WAV folders)")
     parser.add_argument("-o", "--output", metavar="OUTDIR", default=DEFAULT_OUTPUT,
@@ -65,6 +68,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.jobs < 1:
         fail(f"--jobs {args.jobs}: must be >= 1")
+    if args.subset == "validation" and args.mir1k_root is None:
+        fail("--subset validation needs --mir1k-root (MUSDB18's validation tracks are "
+             "in its train subset: --subset train)")
     if args.subset != "test" and args.musdb_root is None and args.mir1k_root is None:
         fail("--subset needs --musdb-root or --mir1k-root")
     if args.is_wav and args.musdb_root is None:
@@ -98,7 +104,14 @@ def main(argv=None) -> int:
     except OSError as error:
         fail(f"-o {args.output}: cannot create ({error.strerror})")
 
-    stft_config = run_config_of(model).stft
+    run_config = run_config_of(model)
+    stft_config = run_config.stft
+    if args.subset == "validation":  # the songs this model's own run held out
+        try:
+            loaders = evaluation.mir1k_loaders(args.mir1k_root, args.subset,
+                                               run_config.data.validation_share)
+        except evaluation.TrackError as error:
+            fail(str(error))
     separator = Separator(model, precision=args.precision)
     methods = evaluation.estimators(separator, stft_config,
                                     oracle_full_rate=args.oracle_full_rate)

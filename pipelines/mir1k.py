@@ -134,6 +134,24 @@ def split_songs(song_names: List[str], validation_share: float) -> Tuple[List[st
             [name for name in song_names if name in held_out])
 
 
+def validation_clips(root: str, validation_share: float) -> List[Clip]:
+    """The training singers' clips of the songs `split_songs` holds out, in order.
+
+    The songs a run of `train.py --mir1k-root` with this `validation_share`
+    validates on, and never trains on: what `evaluate.py --subset
+    validation` scores.
+
+    Raises:
+        Mir1kError: no training clips in the folder, or no song held out.
+    """
+    clips = list_clips(root, "train")
+    _, held_out = split_songs(list(songs(clips)), validation_share)
+    if not held_out:
+        raise Mir1kError(f"{wav_folder(root)}: a validation share of {validation_share:g} "
+                         "holds out no song")
+    return [clip for clip in clips if clip.song in held_out]
+
+
 def read_clip(path: str) -> Tuple[np.ndarray, np.ndarray, int]:
     """One clip's sources: (vocals, accompaniment, sample_rate_hz), float32 (samples, 1).
 

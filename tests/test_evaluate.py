@@ -324,12 +324,13 @@ def _mir1k_clip(folder, name, seconds, accompaniment_gain, seed):
 
 @pytest.fixture(scope="module")
 def mir1k_root(tmp_path_factory):
-    """Two test-singer clips (1 s at 0 dB, 3 s with the band 6 dB louder) and a training one."""
+    """Two test-singer clips (1 s at 0 dB, 3 s with the band 6 dB louder), two training songs."""
     root = tmp_path_factory.mktemp("MIR-1K")
     (root / "Wavfile").mkdir()
     _mir1k_clip(root / "Wavfile", "bobon_1_01", 1.0, 1.0, seed=1)
     _mir1k_clip(root / "Wavfile", "bobon_1_02", 3.0, 2.0, seed=2)
     _mir1k_clip(root / "Wavfile", "amy_1_01", 1.0, 1.0, seed=3)
+    _mir1k_clip(root / "Wavfile", "amy_2_01", 1.0, 1.0, seed=4)
     return root
 
 
@@ -374,7 +375,22 @@ def test_cli_reports_gnsdr_on_mir1k(tmp_path, mir1k_root, tiny_model_path, capsy
     train = tmp_path / "train"
     assert evaluate.main(["--model", tiny_model_path, "--mir1k-root", str(mir1k_root),
                           "--subset", "train", "-o", str(train)]) == 0
-    assert list(json.loads((train / evaluate.SCORES_FILE).read_text())["tracks"]) == ["amy_1_01"]
+    assert list(json.loads((train / evaluate.SCORES_FILE).read_text())["tracks"]) == [
+        "amy_1_01", "amy_2_01"]
+
+
+def test_cli_scores_the_validation_songs_the_models_run_held_out(tmp_path, mir1k_root,
+                                                               tiny_model_path, capsys):
+    """amy's two songs: a share of 0.15 holds out one (at least one of two), the second."""
+    output = tmp_path / "validation"
+    assert evaluate.main(["--model", tiny_model_path, "--mir1k-root", str(mir1k_root),
+                          "--subset", "validation", "-o", str(output)]) == 0
+    assert list(json.loads((output / evaluate.SCORES_FILE).read_text())["tracks"]) == [
+        "amy_2_01"]
+    for other in ([], ["--musdb-root", str(tmp_path)]):
+        assert _error_line(capsys, ["--model", tiny_model_path, "--subset", "validation",
+                                    *other, "-o", str(output)]).startswith(
+            "error: --subset validation needs --mir1k-root")
 
 
 def test_mir1k_root_without_clips_is_one_line_and_exit_2(tmp_path, tiny_model_path, capsys):

@@ -70,6 +70,15 @@ def test_validation_holds_out_whole_songs_of_each_singer():
     assert mir1k.split_songs(names, 0.0) == (names, [])
 
 
+def test_validation_clips_are_those_of_the_songs_training_holds_out(root):
+    _, validation = sources.load_tracks(_config(root, validation_share=0.3))
+    clips = mir1k.validation_clips(str(root), 0.3)
+    assert {clip.song for clip in clips} == {track.name for track in validation}
+    assert [clip.name for clip in clips] == ["abjones_2_01", "amy_3_01"]
+    with pytest.raises(mir1k.Mir1kError, match="holds out no song"):
+        mir1k.validation_clips(str(root), 0.0)
+
+
 def test_right_is_voice_left_is_band_and_clips_join_in_order(root):
     train, validation = sources.load_tracks(_config(root, validation_share=0.3))
     names = [track.name for track in train + validation]

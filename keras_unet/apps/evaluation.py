@@ -66,6 +66,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from keras_unet.core.audio_io import AudioError, read_audio, resample, song_name
+from keras_unet.core.config import DataConfig
 from keras_unet.core.files import atomic_path
 from pipelines import mir1k
 
@@ -258,18 +259,25 @@ def mir1k_track(clip: mir1k.Clip) -> Track:
                  accompaniment=accompaniment, sample_rate_hz=rate)
 
 
-def mir1k_loaders(root: str, subset: str = "test") -> List[Tuple[str, Callable[[], Track]]]:
+def mir1k_loaders(root: str, subset: str = "test",
+                  validation_share: float = DataConfig.validation_share
+                  ) -> List[Tuple[str, Callable[[], Track]]]:
     """MIR-1K's clips of a subset (standard split by singer) as (name, loader) pairs.
 
     Args:
         root: the unzipped MIR-1K folder or its `Wavfile/` folder.
-        subset: "test" (the 17 singers other than abjones and amy) or "train".
+        subset: "test" (the 17 singers other than abjones and amy), "train"
+            (abjones and amy), or "validation": the songs of "train" that
+            training with `validation_share` holds out
+            (`pipelines.mir1k.validation_clips`).
+        validation_share: see `subset`; a model's own is in its config.
 
     Raises:
         TrackError: no such folder, or no clip of the subset in it.
     """
     try:
-        clips = mir1k.list_clips(root, subset)
+        clips = (mir1k.validation_clips(root, validation_share) if subset == "validation"
+                 else mir1k.list_clips(root, subset))
     except mir1k.Mir1kError as error:
         raise TrackError(f"--mir1k-root {error}") from None
     return [(clip.name, functools.partial(mir1k_track, clip)) for clip in clips]
