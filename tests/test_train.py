@@ -23,7 +23,7 @@ from keras_unet.apps.training import (BACKUP_METADATA, MIN_LEARNING_STEPS, best_
 from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig, TrainConfig
 from keras_unet.core.model import build_model
 from keras_unet.core.saving import load_model
-from keras_unet.core.steps import masked_l1_loss
+from keras_unet.core.steps import batch_weight, masked_l1_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--batch-size", "4", "--patches-per-epoch", "8", "--log-every-steps", "1"]
@@ -374,6 +374,33 @@ def test_the_multi_worker_validation_loss_is_fits():
                for m, v, w in dataset]
     by_examples = sum(loss * n for loss, n in batches) / sum(n for _, n in batches)
     assert abs(by_examples - expected) > 0.01 * expected  # the rule makes a difference here
+
+
+def test_the_multi_worker_loop_reports_each_epochs_own_mean_loss():
+    """As `fit`: epoch 2's loss is the frame-weighted mean over epoch 2's batches alone."""
+    from pipelines import datasets, sources
+
+    config = dataclasses.replace(TINY_RUN, data=DataConfig(patches_per_epoch=16),
+                                 train=TrainConfig(epochs=2, batch_size=4))
+    strategy = tf.distribute.get_strategy()
+    tracks, validation = sources.load_tracks(config)
+    model = training.build_compiled_model(config, strategy)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))  # fixed weights
+    logs = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, epoch_logs=None):
+            logs.append(epoch_logs)
+
+    training.fit_multiworker(model, strategy, config, tracks, validation, [Recorder()])
+    batches = list(datasets.make_train_dataset(tracks, config, 4, seed=config.train.seed,
+                                               epochs=2))
+    per_epoch = [batches[:4], batches[4:]]
+    for epoch_logs, epoch_batches in zip(logs, per_epoch):
+        pairs = [(float(masked_l1_loss(m, v, model(m, training=False), w)),
+                  float(batch_weight(m, w))) for m, v, w in epoch_batches]
+        expected = sum(loss * weight for loss, weight in pairs) / sum(w for _, w in pairs)
+        assert epoch_logs["loss"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_batches_from_a_data_service_on_localhost_are_the_local_ones(tmp_path):

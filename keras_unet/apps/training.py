@@ -340,8 +340,10 @@ def fit_multiworker(model, strategy, config: RunConfig, train_tracks, validation
     stream for the whole run; gradients are all-reduced by the strategy
     inside `model.train_step`. Every worker holds the same weights, so each
     computes the validation loss locally, without collectives, by the rule
-    `fit` uses (`MaskModel.batch_weight`). `run_callbacks` is empty on the
-    non-chief workers.
+    `fit` uses (`keras_unet.core.steps.batch_weight`). The epoch's training
+    loss is `MaskModel`'s loss tracker after its last step, reset at each
+    epoch's start, as in `fit`. `run_callbacks` is empty on the non-chief
+    workers.
     """
     global_batch = config.train.batch_size
 
@@ -361,7 +363,6 @@ def fit_multiworker(model, strategy, config: RunConfig, train_tracks, validation
         results = strategy.run(model.train_step, args=(next(iterator),))
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, results["loss"], axis=None)
 
-
     steps = _steps_per_epoch(config)
     callback_list = keras.callbacks.CallbackList(
         run_callbacks, model=model, add_history=False, add_progbar=bool(run_callbacks),
@@ -369,14 +370,14 @@ def fit_multiworker(model, strategy, config: RunConfig, train_tracks, validation
     callback_list.on_train_begin()
     iterator = iter(train_data)
     for epoch in range(config.train.epochs):
+        model.reset_metrics()  # the loss tracker's mean covers this epoch's steps only
         callback_list.on_epoch_begin(epoch)
-        losses = []
         for step in range(steps):
             callback_list.on_train_batch_begin(step)
-            losses.append(float(train_step(iterator)))
-            callback_list.on_train_batch_end(step, {"loss": losses[-1]})
+            loss = float(train_step(iterator))  # the epoch's mean so far
+            callback_list.on_train_batch_end(step, {"loss": loss})
         val_loss = validation_loss(model, validation_data)
-        callback_list.on_epoch_end(epoch, {"loss": float(np.mean(losses)), "val_loss": val_loss})
+        callback_list.on_epoch_end(epoch, {"loss": loss, "val_loss": val_loss})
         if model.stop_training:
             break
     callback_list.on_train_end()
