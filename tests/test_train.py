@@ -204,11 +204,13 @@ def test_only_the_newest_numbered_checkpoints_are_kept(tmp_path):
     model = build_model(RunConfig(stft=StftConfig(patch_frames=16),
                                   model=ModelConfig(depth=2, base_channels=4)))
     model.compile(optimizer="adam")
+    (tmp_path / "checkpoint_epoch_100.keras").write_bytes(b"an earlier, longer run's")
     writer = CheckpointWriter(str(tmp_path), every_epochs=5, keep=2)
     writer.set_model(model)
     for epoch in range(20):  # the best validation loss is epoch 3's
         writer.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 0.5 if epoch == 2 else 1.0})
-    assert sorted(os.listdir(tmp_path)) == ["best_model.keras", "checkpoint_epoch_15.keras",
+    assert sorted(os.listdir(tmp_path)) == ["best_model.keras", "checkpoint_epoch_100.keras",
+                                            "checkpoint_epoch_15.keras",
                                             "checkpoint_epoch_20.keras"]
     everything = tmp_path / "all"
     writer = CheckpointWriter(str(everything), every_epochs=5, keep=None)

@@ -114,8 +114,11 @@ class CheckpointWriter(keras.callbacks.Callback):
     Every file is written to a temporary name and renamed, so a killed run
     leaves the previous complete file. Nothing is saved for an epoch whose
     loss is not finite, so the last good checkpoint survives a NaN. Only the
-    newest `keep` numbered checkpoints stay (each holds the optimizer state:
-    118 MB for the paper preset); the best model is never deleted.
+    newest `keep` numbered checkpoints up to the current epoch stay (each
+    holds the optimizer state: 118 MB for the paper preset): those this run
+    wrote, or its earlier part's on resume. Later ones, left in the folder by
+    an earlier, longer run, are not this run's to delete; the best model is
+    never deleted.
 
     Args:
         save_dir: folder of the checkpoints.
@@ -142,12 +145,13 @@ class CheckpointWriter(keras.callbacks.Callback):
             save_keras(self.model, os.path.join(self.save_dir, "best_model.keras"))
         if (epoch + 1) % self.every_epochs == 0:
             save_keras(self.model, os.path.join(self.save_dir, checkpoint_name(epoch + 1)))
-            self._forget_old_checkpoints()
+            self._forget_old_checkpoints(epoch + 1)
 
-    def _forget_old_checkpoints(self) -> None:
+    def _forget_old_checkpoints(self, last_epoch: int) -> None:
         if self.keep is None:
             return
-        numbered = sorted(numbered_checkpoints(self.save_dir))
+        numbered = sorted(found for found in numbered_checkpoints(self.save_dir)
+                          if found[0] <= last_epoch)
         for _, path in numbered[:max(0, len(numbered) - self.keep)]:
             os.unlink(path)
 
