@@ -22,7 +22,8 @@ import soundfile
 
 import separate
 from keras_unet.apps import song_files
-from keras_unet.apps.jobs import FILES, JobQueue, display_name, download_name
+from keras_unet.apps.jobs import (FILES, Job, JobQueue, _waiting_words, display_name,
+                                  download_name)
 from keras_unet.apps.separator import BLOCK_SECONDS
 from keras_unet.apps.webapp import WEB_FOLDER, create_app
 from keras_unet.core.config import ModelConfig, RunConfig
@@ -247,6 +248,23 @@ def test_download_names_drop_the_known_suffix_and_unsafe_characters():
         "a_b___c_ - accompaniment.flac"
 
 
+def test_another_sites_page_cannot_upload_or_remove(server, tiny):
+    """A page elsewhere can make the browser post here; its `Origin` names it."""
+    client, _, work = server
+    form = {"file": (io.BytesIO(_wav_bytes(_tone(0.5))), "song.wav"), "model": tiny}
+    response = client.post("/api/jobs", data=form, headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403
+    assert response.get_json()["error"].startswith(
+        "refused: a request from another site (http://evil.example)")
+    assert os.listdir(work) == []
+    form = {"file": (io.BytesIO(_wav_bytes(_tone(0.5))), "song.wav"), "model": tiny}
+    response = client.post("/api/jobs", data=form, headers={"Origin": "http://localhost"})
+    assert response.status_code == 202  # the page itself (the test client's host)
+    job_id = response.get_json()["job"]["id"]
+    refused = client.delete(f"/api/jobs/{job_id}", headers={"Origin": "http://127.0.0.1:1"})
+    assert refused.status_code == 403 and os.listdir(work) == [job_id]
+
+
 def test_an_oversize_upload_is_refused_with_413(server, tiny):
     """Refused past the limit, whether the request's length or the file's size shows it."""
     client, _, work = server
@@ -305,6 +323,7 @@ def test_uploads_queue_and_never_separate_at_once(server, tiny, monkeypatch):
     second, third = (client.get(f"/api/jobs/{job_id}").get_json()["job"] for job_id in ids[1:])
     assert first["state"] == "running"
     assert (second["state"], second["stage"]) == ("queued", "waiting for 1 song ahead of it")
+    assert _waiting_words(0) == "next in line"
     assert (third["state"], third["stage"]) == ("queued", "waiting for 2 songs ahead of it")
     assert [job["name"] for job in client.get("/api/jobs").get_json()["jobs"]] == [
         "song0.wav", "song1.wav", "song2.wav"]
@@ -322,6 +341,35 @@ def test_uploads_queue_and_never_separate_at_once(server, tiny, monkeypatch):
     assert [os.path.dirname(path) for path in probe.started] == [str(work / i) for i in ids]
     spans = sorted(probe.spans, key=lambda span: span[1])
     assert all(earlier[2] <= later[1] for earlier, later in zip(spans, spans[1:]))
+
+
+def test_a_failed_job_removed_as_it_ends_and_any_failure_leave_the_queue_working(
+        server, tiny, tmp_path, monkeypatch):
+    client, queue, _ = server
+    # The page's Remove can delete a failed job's folder between the failure
+    # being recorded and its clean-up (`JobQueue._end`, outside the lock).
+    gone = Job(id="0" * 16, name="broken.wav", folder=str(tmp_path / "removed"),
+               input_path=str(tmp_path / "removed" / "input.wav"), model_path=tiny)
+    queue._end(gone, state="failed", error="broken.wav: not audio")
+    assert gone.state == "failed"
+    # Whatever a job raises, the worker thread goes on with the next one.
+    run = queue._run
+    calls = []
+
+    def fails_once(job):
+        calls.append(job.name)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        run(job)
+
+    monkeypatch.setattr(queue, "_run", fails_once)
+    _, first = _post(client, _wav_bytes(_tone(0.5)), "first.wav", tiny)
+    _, second = _post(client, _wav_bytes(_tone(0.5)), "second.wav", tiny)
+    assert _wait(client, second["job"]["id"])["state"] == "done"
+    assert calls == ["first.wav", "second.wav"]
+    first = client.get(f"/api/jobs/{first['job']['id']}").get_json()["job"]
+    assert (first["state"], first["error"]) == ("failed",
+                                                "first.wav: separation failed (RuntimeError)")
 
 
 def test_removing_stops_a_running_job_and_results_expire(tmp_path, models_dir, tiny,

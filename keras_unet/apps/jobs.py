@@ -77,7 +77,6 @@ class Job:
         folder: the job's own folder.
         input_path: the upload, in `folder`.
         model_path: the model chosen (a `.keras` file or an export folder).
-        created: time.time() at upload.
         state: QUEUED, RUNNING, DONE or FAILED.
         stage: what the job is doing, in words.
         progress: share of the song separated, 0 to 1.
@@ -93,7 +92,6 @@ class Job:
     folder: str
     input_path: str
     model_path: str
-    created: float
     state: str = QUEUED
     stage: str = "waiting for its turn"
     progress: float = 0.0
@@ -120,6 +118,21 @@ def download_name(name: str, part: str, extension: str) -> str:
         stem = os.path.splitext(stem)[0]
     stem = re.sub(r"[^\w .,()&+-]", "_", stem).strip(" .") or "song"
     return f"{stem} - {part}.{extension}"
+
+
+def _waiting_words(ahead: int) -> str:
+    """A queued job's stage: how many songs run or wait before it."""
+    if ahead == 0:
+        return "next in line"
+    return f"waiting for {ahead} song{'s' if ahead > 1 else ''} ahead of it"
+
+
+def _listdir(folder: str) -> List[str]:
+    """The names in a folder; none when it is gone."""
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def _input_suffix(name: str) -> str:
@@ -239,16 +252,16 @@ class JobQueue:
         name = display_name(name)
         job = Job(id=job_id, name=name, folder=folder,
                   input_path=os.path.join(folder, _INPUT + _input_suffix(name)),
-                  model_path=model_path, created=time.time())
+                  model_path=model_path)
         os.mkdir(folder)
         try:
             save(job.input_path)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        with self._lock:
+        with self._lock:  # the queue's order is the upload order of `_jobs`
             self._jobs[job_id] = job
-        self._queue.put(job)
+            self._queue.put(job)
         return self.snapshot(job_id)
 
     def snapshot(self, job_id: str) -> dict:
@@ -274,8 +287,7 @@ class JobQueue:
             ahead += other.state in (QUEUED, RUNNING)
         done = job.state == DONE
         return {"id": job.id, "name": job.name, "state": job.state,
-                "stage": (f"waiting for {ahead} song{'s' if ahead > 1 else ''} ahead of it"
-                          if job.state == QUEUED else job.stage),
+                "stage": _waiting_words(ahead) if job.state == QUEUED else job.stage,
                 "progress": job.progress, "error": job.error, "warning": job.warning,
                 "model": job.model, "files": sorted(FILES) if done else [],
                 "downloads": {file: download_name(job.name, *file.split("."))
@@ -340,9 +352,16 @@ class JobQueue:
                 job = self._queue.get(timeout=_EXPIRY_CHECK_SECONDS)
             except queue.Empty:
                 job = None
-            if job is not None and not job.cancelled.is_set():
-                self._run(job)
-            self._expire()
+            try:
+                if job is not None and not job.cancelled.is_set():
+                    self._run(job)
+                self._expire()
+            except Exception as error:  # the queue must outlive any one failure
+                print(f"error: the separation queue: {type(error).__name__}: {error}",
+                      file=sys.stderr)
+                if job is not None and job.finished is None:
+                    self._end(job, state=FAILED,
+                              error=f"{job.name}: separation failed ({type(error).__name__})")
 
     def _update(self, job: Job, **values) -> None:
         with self._lock:
@@ -444,6 +463,9 @@ class JobQueue:
                 job.finished = time.time()
         if removed:
             shutil.rmtree(job.folder, ignore_errors=True)
-        elif job.state == FAILED:
-            for file in os.listdir(job.folder):  # nothing half-written stays
-                os.remove(os.path.join(job.folder, file))
+        elif job.state == FAILED:  # nothing half-written stays (`remove` may be at it too)
+            for file in _listdir(job.folder):
+                try:
+                    os.remove(os.path.join(job.folder, file))
+                except FileNotFoundError:
+                    continue

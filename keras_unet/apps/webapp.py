@@ -13,11 +13,13 @@ page's script calls:
 
 Every refusal is a JSON {"error": one line} with a 4xx status, which the
 page shows beside the song: a file that is not audio, a model path that
-holds no model, an upload over the size limit (413). The server never
-answers with a traceback.
+holds no model, an upload over the size limit (413), an upload or removal
+sent by another site's page (403: a browser's `Origin` that is not this
+server). The server never answers with a traceback.
 """
 
 import os
+import urllib.parse
 
 from flask import Flask, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -54,6 +56,20 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
 
     def refuse(message: str, status: int):
         return jsonify(error=message), status
+
+    @app.before_request
+    def same_site_only():
+        """Refuses uploads and removals that another site's page sends through the browser.
+
+        A browser names the page behind a cross-site request in `Origin`;
+        this page's own requests come from this server's address.
+        """
+        origin = request.headers.get("Origin")
+        if request.method in ("POST", "DELETE") and origin is not None and \
+                urllib.parse.urlsplit(origin).netloc != request.host:
+            return refuse(f"refused: a request from another site ({origin}); use the page "
+                          "this server serves", 403)
+        return None
 
     @app.get("/")
     def page():
