@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes scoring tracks in parallel (default: 1)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="model arithmetic; auto picks mixed_bfloat16 where the CPU "
-                             "has native bfloat16; scores.json records the one used "
+                        help="model arithmetic; auto picks by the device, as separate.py "
+                             "does; scores.json records the one used "
                              "(default: auto)")
     parser.add_argument("--oracle-full-rate", action="store_true",
                         help="also score the ideal ratio mask at each track's own rate")
@@ -107,6 +107,9 @@ def main(argv=None) -> int:
     run_config = run_config_of(model)
     stft_config = run_config.stft
     if args.subset == "validation":  # the songs this model's own run held out
+        if run_config.data.mir1k_root is None:
+            fail(f"--subset validation: {args.model} was not trained on MIR-1K, so none of "
+                 "its songs were held out from it; score --subset test or train")
         try:
             loaders = evaluation.mir1k_loaders(args.mir1k_root, args.subset,
                                                run_config.data.validation_share)

@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="samples that do not fit the format: rescale the file, clamp "
                              f"them, or none (wav-float only) (default: {DEFAULT_CLIP_MODE})")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="model arithmetic; auto picks mixed_bfloat16 where the CPU "
-                             "has native bfloat16 (default: auto)")
+                        help="model arithmetic; auto picks by the device: bfloat16 on GPUs "
+                             "of compute capability 8+ and CPUs with native bfloat16, "
+                             "float16 on older GPUs, else float32 (default: auto)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="patches per model call (default: 8)")
     parser.add_argument("--plot", action="store_true",

@@ -148,9 +148,11 @@ def make_train_dataset(tracks, config: RunConfig, batch_size: int, seed: int,
             dataset = dataset.map(functools.partial(_spectra, config=config),
                                   num_parallel_calls=tf.data.AUTOTUNE)
     if data_service is not None:
+        # No job name: each iterator (one a run) is a job of its own, never
+        # shared with another run on the same dispatcher.
         dataset = dataset.apply(tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
-            service=data_service, job_name=f"keras_unet_train_{seed}_{first_epoch}"))
+            service=data_service))
     if epochs is not None:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(epochs * n_batches))
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())

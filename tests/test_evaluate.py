@@ -1,5 +1,6 @@
 """evaluate.py and keras_unet.apps.evaluation: baselines with known scores, the report, bad input."""
 
+import dataclasses
 import json
 import math
 import os
@@ -10,7 +11,7 @@ import soundfile
 
 import evaluate
 from keras_unet.apps import evaluation
-from keras_unet.core.config import ModelConfig, RunConfig, StftConfig
+from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = RunConfig(stft=StftConfig(patch_frames=16),
@@ -382,8 +383,14 @@ def test_cli_reports_gnsdr_on_mir1k(tmp_path, mir1k_root, tiny_model_path, capsy
 def test_cli_scores_the_validation_songs_the_models_run_held_out(tmp_path, mir1k_root,
                                                                tiny_model_path, capsys):
     """amy's two songs: a share of 0.15 holds out one (at least one of two), the second."""
+    from keras_unet.core.model import build_model
+    from keras_unet.core.saving import save_keras
+
+    trained_on_mir1k = str(tmp_path / "mir1k.keras")
+    save_keras(build_model(dataclasses.replace(
+        TINY_RUN, data=DataConfig(mir1k_root=str(mir1k_root)))), trained_on_mir1k)
     output = tmp_path / "validation"
-    assert evaluate.main(["--model", tiny_model_path, "--mir1k-root", str(mir1k_root),
+    assert evaluate.main(["--model", trained_on_mir1k, "--mir1k-root", str(mir1k_root),
                           "--subset", "validation", "-o", str(output)]) == 0
     assert list(json.loads((output / evaluate.SCORES_FILE).read_text())["tracks"]) == [
         "amy_2_01"]
@@ -391,6 +398,9 @@ def test_cli_scores_the_validation_songs_the_models_run_held_out(tmp_path, mir1k
         assert _error_line(capsys, ["--model", tiny_model_path, "--subset", "validation",
                                     *other, "-o", str(output)]).startswith(
             "error: --subset validation needs --mir1k-root")
+    assert "was not trained on MIR-1K" in _error_line(  # a model of the bundled clip
+        capsys, ["--model", tiny_model_path, "--mir1k-root", str(mir1k_root),
+                 "--subset", "validation", "-o", str(output)])
 
 
 def test_mir1k_root_without_clips_is_one_line_and_exit_2(tmp_path, tiny_model_path, capsys):

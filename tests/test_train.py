@@ -195,9 +195,13 @@ def test_resume_with_other_settings_is_refused_by_name(tmp_path, capsys):
     assert "train.learning_rate" in error
     # Where outputs go and how the run reports may change.
     resumed = train.config_from_args(train.build_parser().parse_args(
-        ["--save-dir", str(save_dir), "--resume", *SMALL, "--cpu", "--log-every-steps", "5"]))
-    assert resumed.train.cpu and resumed.differences(started) == ["train.cpu",
-                                                                 "train.log_every_steps"]
+        ["--save-dir", str(save_dir), "--resume", *SMALL, "--keep-checkpoints", "all",
+         "--log-every-steps", "5"]))
+    assert resumed.differences(started) == ["train.keep_checkpoints", "train.log_every_steps"]
+    # Hiding the GPUs may change the precision "auto" picks, and the optimizer's state.
+    with pytest.raises(SystemExit):
+        train.main(["--save-dir", str(save_dir), "--resume", *SMALL, "--cpu"])
+    assert "other settings: train.cpu" in capsys.readouterr().err
 
 
 def test_only_the_newest_numbered_checkpoints_are_kept(tmp_path):
@@ -403,6 +407,24 @@ def test_the_multi_worker_loop_reports_each_epochs_own_mean_loss():
                   float(batch_weight(m, w))) for m, v, w in epoch_batches]
         expected = sum(loss * weight for loss, weight in pairs) / sum(w for _, w in pairs)
         assert epoch_logs["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_device_that_cannot_make_batches_leaves_the_stft_on_the_cpu(capsys):
+    calls = []
+
+    def make(device=None):
+        calls.append(device)
+        if device is not None:  # as a device without tf.data's kernels fails
+            return tf.data.Dataset.range(3).map(lambda k: tf.strings.to_number("no kernel"))
+        return tf.data.Dataset.range(3)
+
+    assert list(training.checked_on_device(make, "/GPU:0").as_numpy_iterator()) == [0, 1, 2]
+    assert calls == ["/GPU:0", None]
+    assert capsys.readouterr().err.startswith(
+        "warning: the STFT stage cannot run on /GPU:0 (")
+    calls.clear()
+    assert list(training.checked_on_device(make, None).as_numpy_iterator()) == [0, 1, 2]
+    assert calls == [None]
 
 
 def test_batches_from_a_data_service_on_localhost_are_the_local_ones(tmp_path):

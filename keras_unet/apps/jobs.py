@@ -40,6 +40,7 @@ import soundfile
 from keras_unet.apps import song_files
 from keras_unet.apps.precision import policy_of
 from keras_unet.apps.separator import Separator
+from keras_unet.apps.writing import WRITE_BLOCK_SAMPLES
 from keras_unet.core.audio_io import AudioError, STEM_SUFFIXES, open_audio
 from keras_unet.core.config import KERAS_FILE
 from keras_unet.core.files import atomic_path
@@ -54,7 +55,6 @@ FILES = {"mix.wav": "audio/wav", "vocals.wav": "audio/wav", "accompaniment.wav":
 """The files a finished job holds, by name, with their media types: the only names served."""
 
 _INPUT = "input"
-_BLOCK_SAMPLES = 1 << 18  # samples per channel copied at a time
 _EXPIRY_CHECK_SECONDS = 60.0
 
 
@@ -192,8 +192,8 @@ def _write_mix(input_path: str, mix_path: str, scale: float) -> None:
     with open_audio(input_path) as reader, atomic_path(mix_path, suffix=".wav") as temporary, \
             soundfile.SoundFile(temporary, "w", reader.sample_rate_hz, reader.n_channels,
                                 subtype="PCM_16", format="WAV") as out:
-        for start in range(0, reader.n_samples, _BLOCK_SAMPLES):
-            samples = reader.read(start, min(reader.n_samples, start + _BLOCK_SAMPLES))
+        for start in range(0, reader.n_samples, WRITE_BLOCK_SAMPLES):
+            samples = reader.read(start, min(reader.n_samples, start + WRITE_BLOCK_SAMPLES))
             quantised = np.rint(np.float64(scale) * samples * steps)
             out.write(np.clip(quantised, -steps, steps - 1).astype(np.int16))
 
@@ -204,7 +204,7 @@ def _flac_copy(wav_path: str, flac_path: str) -> None:
     with atomic_path(flac_path, suffix=".flac") as temporary, \
             soundfile.SoundFile(temporary, "w", info.samplerate, info.channels,
                                 subtype="PCM_16", format="FLAC") as out:
-        for block in soundfile.blocks(wav_path, blocksize=_BLOCK_SAMPLES, dtype="int16",
+        for block in soundfile.blocks(wav_path, blocksize=WRITE_BLOCK_SAMPLES, dtype="int16",
                                       always_2d=True):
             out.write(block)
 

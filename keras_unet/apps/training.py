@@ -18,12 +18,14 @@ strategy (keras-team/keras#20585); the callbacks run on the chief only.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import shutil
+import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -311,6 +313,28 @@ def _steps_per_epoch(config: RunConfig) -> int:
     return max(1, config.data.patches_per_epoch // config.train.batch_size)
 
 
+def checked_on_device(make_dataset: Callable[..., tf.data.Dataset],
+                      device: Optional[str]) -> tf.data.Dataset:
+    """`make_dataset(device=device)`, or the CPU's where the device cannot make a batch.
+
+    The STFT stage on an accelerator (`copy_to_device` before it) depends on
+    TensorFlow's tf.data kernels for that device; one batch is drawn first
+    (from an iterator of its own: the run's stream is unchanged), and if
+    it fails the run goes on with the stage on the CPU, saying so.
+    """
+    dataset = make_dataset(device=device)
+    if device is None:
+        return dataset
+    try:
+        next(iter(dataset.take(1)))
+    except (tf.errors.OpError, NotImplementedError, TypeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[:1] or [type(error).__name__]
+        print(f"warning: the STFT stage cannot run on {device} ({reason[0]}); it runs on "
+              "the CPU (--stft-device cpu says so at once)", file=sys.stderr)
+        return make_dataset(device=None)
+    return dataset
+
+
 def validation_loss(model: keras.Model, dataset: tf.data.Dataset) -> float:
     """The epoch's validation loss by `fit`'s rule: batch losses weighted by `batch_weight`.
 
@@ -421,10 +445,10 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
         fit_multiworker(model, strategy, config, train_tracks, validation_tracks, run_callbacks)
     else:
         # One stream for the whole run, from the epoch a resumed run restarts at.
-        train_data = make_train_dataset(
-            train_tracks, config, config.train.batch_size, config.train.seed,
-            first_epoch=resumed_epoch(backup_dir) if resume else 0,
-            data_service=config.data.data_service, device=stft_device(config, strategy))
+        train_data = checked_on_device(functools.partial(
+            make_train_dataset, train_tracks, config, config.train.batch_size,
+            config.train.seed, first_epoch=resumed_epoch(backup_dir) if resume else 0,
+            data_service=config.data.data_service), stft_device(config, strategy))
         model.fit(train_data, steps_per_epoch=_steps_per_epoch(config),
                   validation_data=even_batches(
                       make_validation_dataset(validation_tracks, config, config.train.batch_size),

@@ -23,7 +23,9 @@ KERAS_FILE = "model.keras"  # the Keras model inside an export folder
 
 
 # Settings a resumed run may change: where things go and how it reports, not what it learns.
-RESUMABLE_CHANGES = frozenset({"train.cpu", "train.log_every_steps", "train.export_dir",
+# (Not train.cpu: hiding the GPUs can change the precision `auto` picks, and with it the
+# optimizer's state.)
+RESUMABLE_CHANGES = frozenset({"train.log_every_steps", "train.export_dir",
                                "train.keep_checkpoints", "data.cache_dir",
                                "data.data_service", "data.stft_device"})
 
