@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="port to listen on; 0 picks a free one (default: 8000)")
     parser.add_argument("--max-upload-mb", type=float, default=200.0,
                         help="largest audio file accepted, in MB (default: 200)")
+    parser.add_argument("--max-waiting", type=int, default=20,
+                        help="songs that may wait their turn at once; more uploads are "
+                             "refused until some are done (default: 20)")
     parser.add_argument("--keep-minutes", type=float, default=60.0,
                         help="how long results stay after their separation (default: 60)")
     parser.add_argument("--models-dir", default=os.path.dirname(DEFAULT_MODEL),
@@ -62,6 +65,8 @@ def main(argv=None) -> int:
         parser.error(f"argument --port: must be in 0..65535, got {args.port}")
     if args.max_upload_mb <= 0:
         parser.error(f"argument --max-upload-mb: must be positive, got {args.max_upload_mb:g}")
+    if args.max_waiting < 1:
+        parser.error(f"argument --max-waiting: must be >= 1, got {args.max_waiting}")
     if args.keep_minutes <= 0:
         parser.error(f"argument --keep-minutes: must be positive, got {args.keep_minutes:g}")
     try:
@@ -76,7 +81,8 @@ def main(argv=None) -> int:
     from keras_unet.apps.webapp import create_app
 
     work_dir = tempfile.mkdtemp(prefix="keras-unet-vocals-app-")
-    jobs = JobQueue(work_dir, precision=args.precision, keep_seconds=60 * args.keep_minutes)
+    jobs = JobQueue(work_dir, precision=args.precision, keep_seconds=60 * args.keep_minutes,
+                    max_waiting=args.max_waiting)
     try:
         app = create_app(jobs, args.models_dir, DEFAULT_MODEL,
                          max_upload_bytes=int(args.max_upload_mb * 2 ** 20))

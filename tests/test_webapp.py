@@ -372,6 +372,31 @@ def test_a_failed_job_removed_as_it_ends_and_any_failure_leave_the_queue_working
                                                 "first.wav: separation failed (RuntimeError)")
 
 
+def test_uploads_past_max_waiting_are_refused_and_not_stored(tmp_path, models_dir, tiny,
+                                                             monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    queue = JobQueue(str(work), precision="float32", max_waiting=1)
+    client = create_app(queue, str(models_dir), tiny, MAX_UPLOAD_BYTES).test_client()
+    probe = _OneAtATime(song_files.separate_file)
+    monkeypatch.setattr(song_files, "separate_file", probe)
+    try:
+        running = _post(client, _wav_bytes(_tone(0.5)), "running.wav", tiny)[1]["job"]["id"]
+        _wait(client, running, states=("running",))
+        waiting = _post(client, _wav_bytes(_tone(0.5)), "waiting.wav", tiny)[1]["job"]["id"]
+        status, body = _post(client, _wav_bytes(_tone(0.5)), "one too many.wav", tiny)
+        assert status == 429
+        assert body["error"].startswith("the queue is full (1 waiting their turn)")
+        assert sorted(os.listdir(work)) == sorted([running, waiting])  # nothing stored
+        probe.release.set()
+        assert _wait(client, waiting)["state"] == "done"
+        status, body = _post(client, _wav_bytes(_tone(0.5)), "later.wav", tiny)
+        assert status == 202  # room again
+    finally:
+        probe.release.set()
+        queue.close()
+
+
 def test_removing_stops_a_running_job_and_results_expire(tmp_path, models_dir, tiny,
                                                          monkeypatch):
     work = tmp_path / "work"
@@ -442,7 +467,8 @@ def test_the_command_line_serves_on_localhost_and_cleans_up(models_dir, tiny):
 @pytest.mark.parametrize("flags, message", [
     (["--port", "70000"], "argument --port: must be in 0..65535, got 70000"),
     (["--max-upload-mb", "0"], "argument --max-upload-mb: must be positive, got 0"),
-    (["--keep-minutes", "-1"], "argument --keep-minutes: must be positive, got -1")])
+    (["--keep-minutes", "-1"], "argument --keep-minutes: must be positive, got -1"),
+    (["--max-waiting", "0"], "argument --max-waiting: must be >= 1, got 0")])
 def test_bad_flags_are_one_line(flags, message):
     done = subprocess.run([sys.executable, "-m", "keras_unet.app", *flags], cwd=REPOSITORY,
                           capture_output=True, text=True, timeout=60)

@@ -62,6 +62,10 @@ class JobError(ValueError):
     """A request about a job cannot be met; the message says why."""
 
 
+class QueueFullError(Exception):
+    """An upload refused because `max_waiting` songs already wait their turn."""
+
+
 class JobCancelled(Exception):
     """Raised in the worker when its job was removed or the queue is closing."""
 
@@ -217,12 +221,17 @@ class JobQueue:
         precision: the separator's arithmetic ("auto" as `separate.py`).
         batch_size: patches per model call (8 as `separate.py`).
         keep_seconds: how long a finished job's files stay.
+        max_waiting: songs that may wait their turn at once; more uploads are
+            refused (`QueueFullError`), so uploads cannot fill the disk.
     """
 
     def __init__(self, work_dir: str, precision: str = "auto", batch_size: int = 8,
-                 keep_seconds: float = 3600.0):
+                 keep_seconds: float = 3600.0, max_waiting: int = 20):
         if keep_seconds <= 0:
             raise ValueError(f"`keep_seconds` must be positive. Received: {keep_seconds}")
+        if max_waiting < 1:
+            raise ValueError(f"`max_waiting` must be >= 1. Received: {max_waiting}")
+        self.max_waiting = max_waiting
         self.work_dir = work_dir
         self.precision, self.batch_size, self.keep_seconds = precision, batch_size, keep_seconds
         self._jobs: Dict[str, Job] = {}  # in upload order
@@ -246,7 +255,13 @@ class JobQueue:
 
         Returns:
             The job's `snapshot`.
+
+        Raises:
+            QueueFullError: `max_waiting` songs wait already (checked before
+                the upload is stored, and again before it queues).
         """
+        with self._lock:
+            self._check_room()
         job_id = secrets.token_hex(8)
         folder = os.path.join(self.work_dir, job_id)
         name = display_name(name)
@@ -256,12 +271,13 @@ class JobQueue:
         os.mkdir(folder)
         try:
             save(job.input_path)
+            with self._lock:  # the queue's order is the upload order of `_jobs`
+                self._check_room()
+                self._jobs[job_id] = job
+                self._queue.put(job)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        with self._lock:  # the queue's order is the upload order of `_jobs`
-            self._jobs[job_id] = job
-            self._queue.put(job)
         return self.snapshot(job_id)
 
     def snapshot(self, job_id: str) -> dict:
@@ -331,6 +347,13 @@ class JobQueue:
         self._queue.put(None)
         self._worker.join(timeout_seconds)
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _check_room(self) -> None:
+        """Raises QueueFullError when `max_waiting` songs wait (call with the lock held)."""
+        waiting = sum(job.state == QUEUED for job in self._jobs.values())
+        if waiting >= self.max_waiting:
+            raise QueueFullError(f"the queue is full ({waiting} waiting their turn); upload "
+                                 "this song when some are done (the server's --max-waiting)")
 
     def _job(self, job_id: str) -> Job:
         """The job (call with the lock held). Raises JobError when there is none."""

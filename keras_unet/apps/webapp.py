@@ -13,7 +13,8 @@ page's script calls:
 
 Every refusal is a JSON {"error": one line} with a 4xx status, which the
 page shows beside the song: a file that is not audio, a model path that
-holds no model, an upload over the size limit (413), an upload or removal
+holds no model, an upload over the size limit (413), one more upload
+while `--max-waiting` songs wait (429), an upload or removal
 sent by another site's page (403: a browser's `Origin` that is not this
 server). The server never answers with a traceback.
 """
@@ -24,7 +25,8 @@ import urllib.parse
 from flask import Flask, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from keras_unet.apps.jobs import FILES, JobError, JobQueue, check_model_path, list_models
+from keras_unet.apps.jobs import (FILES, JobError, JobQueue, QueueFullError, check_model_path,
+                                  list_models)
 from keras_unet.core.saving import ModelFileError
 
 WEB_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
@@ -99,6 +101,8 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
 
         try:
             job = jobs.submit(upload.filename or "", save, model_path)
+        except QueueFullError as error:
+            return refuse(str(error), 429)
         except OSError as error:
             return refuse(f"cannot store the upload ({error.strerror})", 507)
         return jsonify(job=job), 202
