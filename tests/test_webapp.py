@@ -372,14 +372,25 @@ def test_a_failed_job_removed_as_it_ends_and_any_failure_leave_the_queue_working
                                                 "first.wav: separation failed (RuntimeError)")
 
 
-def test_uploads_past_max_waiting_are_refused_and_not_stored(tmp_path, models_dir, tiny,
-                                                             monkeypatch):
+def _held_queue(tmp_path, models_dir, tiny, monkeypatch, **options):
+    """A queue of its own whose first separation waits for `probe.release`.
+
+    Returns:
+        (test client, queue, its work folder, the `_OneAtATime` probe).
+    """
     work = tmp_path / "work"
     work.mkdir()
-    queue = JobQueue(str(work), precision="float32", max_waiting=1)
+    queue = JobQueue(str(work), precision="float32", **options)
     client = create_app(queue, str(models_dir), tiny, MAX_UPLOAD_BYTES).test_client()
     probe = _OneAtATime(song_files.separate_file)
     monkeypatch.setattr(song_files, "separate_file", probe)
+    return client, queue, work, probe
+
+
+def test_uploads_past_max_waiting_are_refused_and_not_stored(tmp_path, models_dir, tiny,
+                                                             monkeypatch):
+    client, queue, work, probe = _held_queue(tmp_path, models_dir, tiny, monkeypatch,
+                                             max_waiting=1)
     try:
         running = _post(client, _wav_bytes(_tone(0.5)), "running.wav", tiny)[1]["job"]["id"]
         _wait(client, running, states=("running",))
@@ -399,12 +410,8 @@ def test_uploads_past_max_waiting_are_refused_and_not_stored(tmp_path, models_di
 
 def test_removing_stops_a_running_job_and_results_expire(tmp_path, models_dir, tiny,
                                                          monkeypatch):
-    work = tmp_path / "work"
-    work.mkdir()
-    queue = JobQueue(str(work), precision="float32", keep_seconds=0.5)
-    client = create_app(queue, str(models_dir), tiny, MAX_UPLOAD_BYTES).test_client()
-    probe = _OneAtATime(song_files.separate_file)
-    monkeypatch.setattr(song_files, "separate_file", probe)
+    client, queue, work, probe = _held_queue(tmp_path, models_dir, tiny, monkeypatch,
+                                             keep_seconds=0.5)
     blocks = []
     on_progress = queue._on_progress
 
