@@ -22,9 +22,10 @@ SHORT_RUN = ["--epochs", "8", "--patches-per-epoch", "480", "--batch-size", "16"
 
 
 def test_a_short_run_on_real_clips_separates_without_collapsing(tmp_path):
-    """240 steps. Started at a mask of 0.5, the mask fell to 0.000 after 30-90 steps
-    (median over the validation songs) before it recovered; started at the best
-    constant it never drops below 0.03 and separates from about 200 steps on."""
+    """240 steps. Started at a mask of 0.5 (--no-init-mask-bias), the mask's median over
+    the validation songs is 0.023 after epoch 1 and 0.000 from epoch 2 to 8 (vocals
+    SI-SDR gain -54 to -63 dB); started at the best constant it never drops below 0.03
+    and separates from about 200 steps on."""
     argv = ["--mir1k-root", MIR1K_ROOT, "--save-dir", str(tmp_path / "run"),
             "--export-dir", str(tmp_path / "export"), *SHORT_RUN]
     assert train.main(argv) == 0
