@@ -79,8 +79,10 @@ def main(argv=None) -> int:
     from keras_unet.apps import evaluation
 
     try:
-        if args.mir1k_root is not None:
-            loaders = evaluation.mir1k_loaders(args.mir1k_root, args.subset)
+        if args.mir1k_root is not None:  # validation songs: known once the model is loaded;
+            # for now the folder's training clips, so a bad folder fails before TensorFlow loads
+            loaders = evaluation.mir1k_loaders(
+                args.mir1k_root, "train" if args.subset == "validation" else args.subset)
         else:
             loaders = evaluation.track_loaders(tracks_dir=args.tracks,
                                                musdb_root=args.musdb_root,

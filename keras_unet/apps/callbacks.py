@@ -4,7 +4,8 @@ Keras' own callbacks are used where they fit (BackupAndRestore, TensorBoard,
 TerminateOnNaN). These cover the rest:
 - `CheckpointWriter`: best / periodic checkpoints written atomically (Keras'
   `ModelCheckpoint` writes in place, so a kill during a save truncates the
-  file), with the best validation loss carried over a resume.
+  file), with the best model's score carried over a resume, keeping the
+  newest numbered checkpoints.
 - `HistoryWriter`: history.csv with each epoch exactly once, even when a run
   killed after logging an epoch but before its backup is resumed (Keras'
   `CSVLogger` in append mode would repeat that epoch).
