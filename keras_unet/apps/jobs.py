@@ -333,9 +333,16 @@ class JobQueue:
         with self._lock:
             job = self._job(job_id)
             job.cancelled.set()
-            if job.state == RUNNING:
-                return  # the worker removes it when it stops
-            del self._jobs[job_id]
+            if job.state != RUNNING:  # a running one: the worker removes it when it stops
+                self._forget(job)
+
+    def _forget(self, job: Job) -> None:
+        """Unlists a job and deletes its folder (call with the lock held).
+
+        Both at once, so that no request sees a job without files, nor
+        files of a job that is gone.
+        """
+        self._jobs.pop(job.id, None)
         shutil.rmtree(job.folder, ignore_errors=True)
 
     def close(self, timeout_seconds: float = 30.0) -> None:
@@ -479,14 +486,12 @@ class JobQueue:
         with self._lock:
             removed = job.cancelled.is_set()
             if removed:
-                self._jobs.pop(job.id, None)
+                self._forget(job)
             else:
                 for key, value in values.items():
                     setattr(job, key, value)
                 job.finished = time.time()
-        if removed:
-            shutil.rmtree(job.folder, ignore_errors=True)
-        elif job.state == FAILED:  # nothing half-written stays (`remove` may be at it too)
+        if not removed and job.state == FAILED:  # nothing half-written stays
             for file in _listdir(job.folder):
                 try:
                     os.remove(os.path.join(job.folder, file))
