@@ -22,7 +22,7 @@ import pytest
 import soundfile
 
 import separate
-from keras_unet.apps import jobs, song_files
+from keras_unet.apps import song_files
 from keras_unet.apps.jobs import (FILES, Job, JobQueue, _waiting_words, display_name,
                                   download_name)
 from keras_unet.apps.separator import BLOCK_SECONDS
@@ -427,7 +427,7 @@ def test_removing_stops_a_running_job_and_results_expire(tmp_path, models_dir, t
         time.sleep(0.3)
         rmtree(path, **kwargs)
 
-    monkeypatch.setattr(jobs.shutil, "rmtree", slow_rmtree)
+    monkeypatch.setattr(shutil, "rmtree", slow_rmtree)
     long_id = _post(client, _wav_bytes(_tone(3 * BLOCK_SECONDS)), "long.wav", tiny)[1]["job"]["id"]
     _wait(client, long_id, states=("running",))
     while not probe.started:

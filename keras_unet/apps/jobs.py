@@ -491,7 +491,8 @@ class JobQueue:
                 for key, value in values.items():
                     setattr(job, key, value)
                 job.finished = time.time()
-        if not removed and job.state == FAILED:  # nothing half-written stays
+        # Nothing half-written stays; `remove` may delete the folder meanwhile.
+        if not removed and job.state == FAILED:
             for file in _listdir(job.folder):
                 try:
                     os.remove(os.path.join(job.folder, file))
