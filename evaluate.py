@@ -114,7 +114,8 @@ def main(argv=None) -> int:
                  "its songs were held out from it; score --subset test or train")
         try:
             loaders = evaluation.mir1k_loaders(args.mir1k_root, args.subset,
-                                               run_config.data.validation_share)
+                                               run_config.data.validation_share,
+                                               run_config.data.validation_singer)
         except evaluation.TrackError as error:
             fail(str(error))
     separator = Separator(model, precision=args.precision)

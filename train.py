@@ -18,10 +18,10 @@ import sys
 
 from keras_unet.cli import (ArgumentParser, add_dataclass_flags, dataclass_from_args, fail,
                             import_tensorflow_quietly, int_or_all)
-from keras_unet.core.config import (LR_SCHEDULES, PRECISIONS, PRESETS, RESUMABLE_CHANGES,
-                                    RUN_CONFIG_FILE, STFT_DEVICES, STRATEGIES, WINDOWS,
-                                    DataConfig, ModelConfig, RunConfig, StftConfig,
-                                    TrainConfig)
+from keras_unet.core.config import (LOSS_SOURCES, LR_SCHEDULES, PRECISIONS, PRESETS,
+                                    RESUMABLE_CHANGES, RUN_CONFIG_FILE, STFT_DEVICES,
+                                    STRATEGIES, WINDOWS, DataConfig, ModelConfig, RunConfig,
+                                    StftConfig, TrainConfig)
 
 # Run lengths: the dataclasses' defaults fit the 6 s bundled clip; with a dataset
 # these apply unless the flags are given.
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("training")
     add_dataclass_flags(run, TrainConfig, renames={"learning_rate": "lr"},
                         choices={"strategy": STRATEGIES, "precision": PRECISIONS,
-                                 "lr_schedule": LR_SCHEDULES},
+                                 "lr_schedule": LR_SCHEDULES, "loss_sources": LOSS_SOURCES},
                         types={"keep_checkpoints": int_or_all},
                         later={field: _later_text(field) for field in ("epochs", "lr_schedule")})
     run.add_argument("--preset", choices=PRESETS, default="seed",

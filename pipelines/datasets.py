@@ -1,7 +1,8 @@
 """The input pipelines, composed from sources, patches and augment: tracks -> tf.data batches.
 
 Both datasets yield `(mix, vocals, frame_weights)`: float32 (batch, bins,
-frames), (batch, bins, frames), (batch, 1, frames), the magnitudes divided
+frames), (batch, bins, frames), (batch, 1, frames) (with `loss_sources`
+"both", the vocals and accompaniment stacked: (batch, bins, frames, 2)), the magnitudes divided
 by the mix patch's maximum and frame weights 0 on padding (see
 `pipelines.patches`), as `keras_unet.core.steps.MaskModel` trains on them.
 
@@ -19,9 +20,9 @@ Training (`make_train_dataset`), epoch after epoch in one stream:
         Dataset.range(...) of candidate patches k, each seeded by
         fold_in((seed, e), k);
         map(_training_example), parallel
-            stateless draws from that seed: vocals track and start, the
-            accompaniment's track and start (remix), gains, channel swaps
-            and channel -> waveform crops and frame weights.
+            stateless draws from that seed: vocals track, pitch shift and
+            start, the accompaniment's track and start (remix), gains,
+            channel swaps and channel -> waveform crops and frame weights.
         filter(kept)
             silent-vocals patches pass with the probability that makes them
             `silent_patch_rate` of the epoch (`patches.silent_keep_probability`).
@@ -69,6 +70,8 @@ _ENDLESS = 2**62  # an end no run reaches: Dataset.range(n, _ENDLESS) does not e
 _DRAWS = ("vocals_track", "accompaniment_track", "vocals_start", "accompaniment_start",
           "vocals_gain", "accompaniment_gain", "vocals_swap", "accompaniment_swap",
           "channel", "keep")
+_PITCH_DRAW = 1  # the pitch shift's draw: its own fold of the example's seed, so the
+# draws above stay those of a run without it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +242,8 @@ def validation_patch(tracks, config: RunConfig) -> dict:
             "channel": tf.constant(0, tf.int64)}
     example = _tile_example(tile, waveforms, config)
     batch = {name: value[None] for name, value in example.items()}  # a batch of one
-    mix, vocals, weights = (value[0].numpy() for value in _spectra(batch, config))
+    mix, targets, weights = (value[0].numpy() for value in _spectra(batch, config))
+    vocals = targets[..., 0] if targets.ndim == 3 else targets  # (bins, frames)
     mix_waveform = np.zeros(length, np.float32)
     real = track.mix[start:start + length, 0]
     mix_waveform[:len(real)] = real
@@ -304,11 +308,19 @@ def _tiles(tracks, config: RunConfig, channels: int) -> dict:
     return {"track": track, "start": start, "channel": channel}
 
 
-def _crop(source, waveforms: _Waveforms, track, start, config: RunConfig):
-    """The crop of `source` ((channels, samples) of all tracks) for a patch: (channels, crop)."""
-    return patches.padded_slice(
-        source, patches.crop_start(start, config.stft), patches.crop_length(config.stft),
-        track_begin=waveforms.begins[track], n_samples=waveforms.lengths[track])
+def _crop(source, waveforms: _Waveforms, track, start, config: RunConfig, pitch=None):
+    """The crop of `source` ((channels, samples) of all tracks) for a patch: (channels, crop).
+
+    With a `pitch` ratio (float64 scalar) the track is read shifted by it
+    (`augment.shifted_slice`), `start` on the shifted track's time axis.
+    """
+    begin, length = patches.crop_start(start, config.stft), patches.crop_length(config.stft)
+    if pitch is None:
+        return patches.padded_slice(source, begin, length, track_begin=waveforms.begins[track],
+                                    n_samples=waveforms.lengths[track])
+    return augment.shifted_slice(source, begin, length, pitch,
+                                 track_begin=waveforms.begins[track],
+                                 n_samples=waveforms.lengths[track])
 
 
 def _training_example(example_seed, waveforms: _Waveforms, config: RunConfig, keep_probability):
@@ -327,18 +339,26 @@ def _training_example(example_seed, waveforms: _Waveforms, config: RunConfig, ke
         tf.random.stateless_uniform([len(_DRAWS)], example_seed))))
 
     vocals_track = augment.pick_index(draws["vocals_track"], waveforms.n_tracks)
+    pitch = None
     vocals_length = waveforms.lengths[vocals_track]
+    if data.augment_pitch_semitones > 0:
+        pitch_draw = tf.random.stateless_uniform(
+            [], tf.random.experimental.stateless_fold_in(example_seed, _PITCH_DRAW))
+        pitch = augment.pitch_ratio(pitch_draw, data.augment_pitch_semitones)
+        vocals_length = augment.shifted_length(vocals_length, pitch)  # the track as heard
     vocals_start = patches.random_start(draws["vocals_start"], vocals_length, stft)
     if data.augment_remix:
         accompaniment_track = augment.pick_index(draws["accompaniment_track"],
                                                  waveforms.n_tracks)
         accompaniment_start = patches.random_start(
             draws["accompaniment_start"], waveforms.lengths[accompaniment_track], stft)
-    else:
-        accompaniment_track, accompaniment_start = vocals_track, vocals_start
+    else:  # the same place of the same track (the same draw on its unshifted length)
+        accompaniment_track = vocals_track
+        accompaniment_start = patches.random_start(
+            draws["vocals_start"], waveforms.lengths[vocals_track], stft)
     accompaniment_length = waveforms.lengths[accompaniment_track]
 
-    vocals = _crop(waveforms.vocals, waveforms, vocals_track, vocals_start, config)
+    vocals = _crop(waveforms.vocals, waveforms, vocals_track, vocals_start, config, pitch)
     accompaniment = _crop(waveforms.accompaniment, waveforms, accompaniment_track,
                           accompaniment_start, config)  # (channels, crop)
     channel = 0
@@ -376,7 +396,16 @@ def _tile_example(tile, waveforms: _Waveforms, config: RunConfig):
 
 
 def _spectra(batch, config: RunConfig):
-    """Crops -> normalised magnitude patches: the model's (mix, vocals, frame_weights)."""
-    mix, vocals = patches.magnitudes(batch["vocals"], batch["accompaniment"], config.stft)
-    mix, vocals = patches.normalise(mix, vocals)  # (batch, bins, frames) each
-    return mix, vocals, batch["frame_weights"][:, None, :]  # weights (batch, 1, frames)
+    """Crops -> normalised magnitude patches: the model's (mix, targets, frame_weights).
+
+    The targets are the vocals (batch, bins, frames), or with
+    `TrainConfig.loss_sources` "both" the vocals and the accompaniment
+    stacked, (batch, bins, frames, 2), as `keras_unet.core.steps.masked_l1_loss`
+    takes them.
+    """
+    mix, vocals, accompaniment = patches.normalise(*patches.magnitudes(
+        batch["vocals"], batch["accompaniment"], config.stft))  # (batch, bins, frames) each
+    targets = vocals
+    if config.train.loss_sources == "both":
+        targets = tf.stack([vocals, accompaniment], axis=-1)  # (batch, bins, frames, 2)
+    return mix, targets, batch["frame_weights"][:, None, :]  # weights (batch, 1, frames)

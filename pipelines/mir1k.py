@@ -20,7 +20,7 @@ import dataclasses
 import math
 import os
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -109,20 +109,33 @@ def songs(clips: List[Clip]) -> Dict[str, List[Clip]]:
     return grouped
 
 
-def split_songs(song_names: List[str], validation_share: float) -> Tuple[List[str], List[str]]:
+def split_songs(song_names: List[str], validation_share: float,
+                validation_singer: Optional[str] = None) -> Tuple[List[str], List[str]]:
     """(training songs, validation songs): whole songs, a share of each singer's.
 
     Each singer gives round(share x its songs) songs to validation, at least
     one when it has two or more, spread evenly over its songs in order, so
-    the choice is fixed and both singers are validated.
+    the choice is fixed and both singers are validated. With a
+    `validation_singer`, every song of that singer validates and every other
+    song trains: a cross-singer check, scored on a voice never heard.
 
     Args:
         song_names: names as `Clip.song`, in order.
         validation_share: share of each singer's songs held out, in [0, 1).
+        validation_singer: a singer of `song_names`, or None.
+
+    Raises:
+        Mir1kError: `validation_singer` sings none of the songs, or all of them.
     """
     by_singer = {}
     for name in song_names:
         by_singer.setdefault(name.rsplit("_", 1)[0], []).append(name)
+    if validation_singer is not None:
+        if validation_singer not in by_singer or len(by_singer) < 2:
+            raise Mir1kError(f"validation singer {validation_singer!r}: must be one of the "
+                             f"training singers {sorted(by_singer)}, with another left to train")
+        return ([name for name in song_names if name not in by_singer[validation_singer]],
+                list(by_singer[validation_singer]))
     held_out = set()
     for names in by_singer.values():
         count = round(validation_share * len(names))
@@ -134,18 +147,19 @@ def split_songs(song_names: List[str], validation_share: float) -> Tuple[List[st
             [name for name in song_names if name in held_out])
 
 
-def validation_clips(root: str, validation_share: float) -> List[Clip]:
+def validation_clips(root: str, validation_share: float,
+                     validation_singer: Optional[str] = None) -> List[Clip]:
     """The training singers' clips of the songs `split_songs` holds out, in order.
 
     The songs a run of `train.py --mir1k-root` with this `validation_share`
-    validates on, and never trains on: what `evaluate.py --subset
-    validation` scores.
+    (or `validation_singer`) validates on, and never trains on: what
+    `evaluate.py --subset validation` scores.
 
     Raises:
         Mir1kError: no training clips in the folder, or no song held out.
     """
     clips = list_clips(root, "train")
-    _, held_out = split_songs(list(songs(clips)), validation_share)
+    _, held_out = split_songs(list(songs(clips)), validation_share, validation_singer)
     if not held_out:
         raise Mir1kError(f"{wav_folder(root)}: a validation share of {validation_share:g} "
                          "holds out no song")

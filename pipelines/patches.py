@@ -96,7 +96,7 @@ def padded_slice(waveform, begin, length: int, track_begin=0, n_samples=None):
     low = tf.clip_by_value(begin, 0, n_samples)
     high = tf.clip_by_value(begin + length, 0, n_samples)
     piece = waveform[:, track_begin + low:track_begin + high]  # (channels, high - low)
-    before = low - begin
+    before = tf.clip_by_value(low - begin, 0, length)  # 0 for a slice past the track's end
     after = length - (high - low) - before
     padded = tf.pad(piece, [[0, 0], [before, after]])
     return tf.ensure_shape(padded, [waveform.shape[0], length])
@@ -139,7 +139,7 @@ def is_silent(crop, real_samples):
 
 
 def magnitudes(vocals, accompaniment, config: StftConfig):
-    """Mix and vocals magnitudes of a patch from its crops.
+    """Mix, vocals and accompaniment magnitudes of a patch from its crops.
 
     The mix is vocals + accompaniment, summed as complex spectra (the STFT
     is linear), so one STFT of both sources gives all three.
@@ -150,34 +150,35 @@ def magnitudes(vocals, accompaniment, config: StftConfig):
         config: STFT settings.
 
     Returns:
-        (mix, vocals): float32 (..., bins, frames), frames = patch_frames.
+        (mix, vocals, accompaniment): float32 (..., bins, frames), frames = patch_frames.
     """
     sources = tf.stack([vocals, accompaniment], axis=-2)  # (..., 2, samples)
     spectra = transforms.segment_frames(sources, config,
                                         config.patch_frames)  # (..., 2, bins, frames)
     vocals_spectrum, accompaniment_spectrum = spectra[..., 0, :, :], spectra[..., 1, :, :]
     mix = transforms.magnitude(vocals_spectrum + accompaniment_spectrum)
-    return mix, transforms.magnitude(vocals_spectrum)
+    return mix, transforms.magnitude(vocals_spectrum), transforms.magnitude(accompaniment_spectrum)
 
 
-def normalise(mix, vocals):
-    """Divides both by the mix patch's maximum (Jansson et al. 2017).
+def normalise(mix, *sources):
+    """Divides all by the mix patch's maximum (Jansson et al. 2017).
 
-    Both are multiplied by `keras_unet.core.masking.normalisation_gain(mix)`,
+    Each is multiplied by `keras_unet.core.masking.normalisation_gain(mix)`,
     1 / max(max(mix), 1e-8), as the separator scales its patches: a silent
     patch stays zeros instead of becoming NaN. After it the mix lies in [0, 1] (its maximum is
-    1 unless silent); the vocals are >= 0 and can exceed 1 where the
-    accompaniment cancels them.
+    1 unless silent); a source is >= 0 and can exceed 1 where the other
+    cancels it.
 
     Args:
         mix: float32 (..., bins, frames).
-        vocals: float32 (..., bins, frames).
+        *sources: float32 (..., bins, frames) each: the vocals, and maybe
+            the accompaniment.
 
     Returns:
-        (mix, vocals) scaled, same shapes.
+        (mix, *sources) scaled, same shapes.
     """
     gain = normalisation_gain(mix)  # (..., 1, 1)
-    return mix * gain, vocals * gain
+    return (mix * gain,) + tuple(source * gain for source in sources)
 
 
 def tile_starts(n_samples: int, config: StftConfig) -> np.ndarray:

@@ -180,9 +180,10 @@ def _load_mir1k(config: RunConfig):
     data = config.data
     try:
         by_song = mir1k.songs(mir1k.list_clips(data.mir1k_root, "train"))
+        train, validation = mir1k.split_songs(list(by_song), data.validation_share,
+                                              data.validation_singer)
     except mir1k.Mir1kError as error:
         raise DataError(str(error)) from None
-    train, validation = mir1k.split_songs(list(by_song), data.validation_share)
     train = train[:data.n_songs]
     folder = mir1k.wav_folder(data.mir1k_root)
     tracks = _decode_all(

@@ -128,3 +128,16 @@ def test_a_mono_clip_is_a_data_error_naming_it(tmp_path):
 def test_musdb_and_mir1k_roots_exclude_each_other(root):
     with pytest.raises(ValueError, match="cannot both be set"):
         DataConfig(musdb_root="/somewhere", mir1k_root=str(root))
+
+
+def test_a_validation_singer_holds_out_every_song_of_that_singer(root):
+    names = [f"abjones_{n}" for n in range(1, 6)] + [f"amy_{n}" for n in range(1, 17)]
+    train, validation = mir1k.split_songs(names, 0.15, validation_singer="abjones")
+    assert validation == [f"abjones_{n}" for n in range(1, 6)]
+    assert train == [f"amy_{n}" for n in range(1, 17)]
+    train_tracks, validation_tracks = sources.load_tracks(_config(root, validation_singer="amy"))
+    assert [track.name for track in validation_tracks] == ["amy_1", "amy_2", "amy_3", "amy_10"]
+    assert [track.name for track in train_tracks] == ["abjones_1", "abjones_2"]
+    assert {clip.singer for clip in mir1k.validation_clips(str(root), 0.15, "amy")} == {"amy"}
+    with pytest.raises(DataError, match="bobon"):
+        sources.load_tracks(_config(root, validation_singer="bobon"))

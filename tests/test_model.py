@@ -76,6 +76,36 @@ def test_loss_equals_numpy_computation():
         expected_weighted, rel=1e-6)
 
 
+def test_the_two_source_loss_adds_the_accompaniment_term():
+    rng = np.random.default_rng(6)
+    mix, vocals, mask = (tf.constant(rng.random((2, 5, 7), np.float32)) for _ in range(3))
+    weights = np.ones((2, 1, 7), np.float32)
+    weights[:, :, 5:] = 0.0
+    exact_rest = (1.0 - mask) * mix  # an accompaniment the rest of the mix matches exactly
+    both = tf.stack([vocals, exact_rest], axis=-1)
+    assert float(masked_l1_loss(mix, both, mask, weights)) == pytest.approx(
+        float(masked_l1_loss(mix, vocals, mask, weights)), rel=1e-6)
+    accompaniment = tf.constant(rng.random((2, 5, 7), np.float32))
+    expected = (np.mean(np.abs(mask * mix - vocals)[:, :, :5])
+                + np.mean(np.abs((1.0 - mask) * mix - accompaniment)[:, :, :5]))
+    assert float(masked_l1_loss(mix, tf.stack([vocals, accompaniment], -1), mask,
+                                weights)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_accompaniment_term_alone_moves_the_mask():
+    """Vocals matched exactly: only the accompaniment's error is left, and its gradient."""
+    rng = np.random.default_rng(7)
+    mix, mask = tf.constant(rng.random((1, 4, 3), np.float32)), tf.Variable(
+        np.full((1, 4, 3), 0.5, np.float32))
+    vocals, accompaniment = 0.5 * mix, 0.2 * mix  # the best mask for the rest is 0.8
+    with tf.GradientTape() as tape:
+        vocals_only = masked_l1_loss(mix, vocals, mask)
+        both = masked_l1_loss(mix, tf.stack([vocals, accompaniment], -1), mask)
+    gradient = tape.gradient(both, mask).numpy()
+    assert float(vocals_only) == 0.0 and float(both) > 0.0
+    assert np.all(gradient < 0)  # (1 - M) X is above A: raise the mask
+
+
 def _low_half_task(n_examples=16, shape=(32, 16)):
     """Target = the low-frequency half of X: the ideal mask is 1 below, 0 above."""
     mix = np.random.default_rng(5).random((n_examples, *shape), np.float32)

@@ -412,3 +412,60 @@ def test_musdb_validation_tracks_are_held_out_whole(tmp_path, caplog):
     assert [track.name for track in validation] == ["Actions - One Minute Smile"]
     assert abs(validation[0].n_samples - 2 * 8192) <= 1
     assert "validation split is empty" not in caplog.text
+
+
+# === Pitch shift of the vocals ===
+
+@pytest.mark.parametrize("semitones", [-3.0, 2.0, 5.0])
+def test_a_pitch_shifted_sine_lands_in_the_shifted_bin(semitones):
+    rate_hz, frequency_hz = 8192, 440.0
+    sine = tf.constant(_sine(frequency_hz, 3.0, rate_hz)[None])  # (1, samples)
+    ratio = tf.constant(2.0 ** (semitones / 12.0), tf.float64)
+    shifted = augment.shifted_slice(sine, 0, rate_hz, ratio).numpy()[0]  # 1 s: 1 Hz bins
+    peak_hz = np.argmax(np.abs(np.fft.rfft(shifted * np.hanning(rate_hz))))
+    assert peak_hz == round(frequency_hz * 2.0 ** (semitones / 12.0))
+
+
+def test_an_unshifted_slice_is_the_padded_slice():
+    waveform = tf.constant(np.random.default_rng(0).normal(size=(2, 500)).astype(np.float32))
+    one = tf.constant(1.0, tf.float64)
+    for begin in (-100, -40, 0, 130, 270, 470):
+        np.testing.assert_array_equal(
+            augment.shifted_slice(waveform, begin, 64, one, track_begin=100, n_samples=300),
+            patches.padded_slice(waveform, begin, 64, track_begin=100, n_samples=300))
+
+
+def test_the_pitch_ratio_spans_the_asked_semitones():
+    assert float(augment.pitch_ratio(0.0, 3.0)) == pytest.approx(2.0 ** -0.25)
+    assert float(augment.pitch_ratio(0.5, 3.0)) == pytest.approx(1.0)
+    assert float(augment.pitch_ratio(1.0, 3.0)) == pytest.approx(2.0 ** 0.25)
+    assert int(augment.shifted_length(1000, tf.constant(2.0, tf.float64))) == 500
+
+
+def test_pitch_augmentation_shifts_the_vocals_alone_and_the_mix_holds_both():
+    """440 Hz vocals over 1000 Hz accompaniment: each example's voice moves, the band stays."""
+    rate_hz, seconds = 8192, 6.0
+    track = Track("tones", _sine(440.0, seconds, rate_hz)[:, None],
+                  _sine(1000.0, seconds, rate_hz)[:, None])
+    stft = StftConfig(n_fft=4096, hop_samples=1024, patch_frames=4)  # 2 Hz bins
+    config = dataclasses.replace(
+        _config(stft, augment_gain=False, augment_remix=False, augment_pitch_semitones=4.0),
+        train=dataclasses.replace(RunConfig().train, loss_sources="both"))
+    mix, targets, weights = _epoch(datasets.make_train_dataset([track], config, 16, seed=3,
+                                                               epochs=1))[0]
+    bin_hz = rate_hz / stft.n_fft
+    vocals, accompaniment = targets[..., 0], targets[..., 1]  # (batch, bins, frames)
+    frame = 2  # a frame inside the track in every example
+    assert np.all(weights[:, 0, frame] == 1)
+    voice_hz = np.argmax(vocals[:, :, frame], axis=1) * bin_hz
+    band_hz = np.argmax(accompaniment[:, :, frame], axis=1) * bin_hz
+    assert np.all(np.abs(band_hz - 1000.0) <= bin_hz)
+    low, high = 440.0 * 2.0 ** (-4 / 12), 440.0 * 2.0 ** (4 / 12)
+    assert np.all((voice_hz >= low - bin_hz) & (voice_hz <= high + bin_hz))
+    assert np.ptp(voice_hz) > 50.0  # a new shift per example
+    # The mix the model sees holds the shifted voice and the band, each at its own level.
+    for example, (voice, band) in enumerate(zip(voice_hz, band_hz)):
+        for source, peak_hz in ((vocals, voice), (accompaniment, band)):
+            peak = int(round(peak_hz / bin_hz))
+            np.testing.assert_allclose(mix[example, peak, frame], source[example, peak, frame],
+                                       rtol=0.02)

@@ -260,7 +260,8 @@ def mir1k_track(clip: mir1k.Clip) -> Track:
 
 
 def mir1k_loaders(root: str, subset: str = "test",
-                  validation_share: float = DataConfig.validation_share
+                  validation_share: float = DataConfig.validation_share,
+                  validation_singer: Optional[str] = None
                   ) -> List[Tuple[str, Callable[[], Track]]]:
     """MIR-1K's clips of a subset (standard split by singer) as (name, loader) pairs.
 
@@ -270,14 +271,15 @@ def mir1k_loaders(root: str, subset: str = "test",
             (abjones and amy), or "validation": the songs of "train" that
             training with `validation_share` holds out
             (`pipelines.mir1k.validation_clips`).
-        validation_share: see `subset`; a model's own is in its config.
+        validation_share, validation_singer: see `subset`; a model's own
+            are in its config.
 
     Raises:
         TrackError: no such folder, or no clip of the subset in it.
     """
     try:
-        clips = (mir1k.validation_clips(root, validation_share) if subset == "validation"
-                 else mir1k.list_clips(root, subset))
+        clips = (mir1k.validation_clips(root, validation_share, validation_singer)
+                 if subset == "validation" else mir1k.list_clips(root, subset))
     except mir1k.Mir1kError as error:
         raise TrackError(f"--mir1k-root {error}") from None
     return [(clip.name, functools.partial(mir1k_track, clip)) for clip in clips]

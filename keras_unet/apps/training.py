@@ -186,6 +186,8 @@ def best_constant_mask(dataset, batches: int = MASK_INIT_BATCHES) -> float:
     ratios, weights = [], []
     for mix, vocals, frame_weights in dataset.take(batches):
         mix, vocals = mix.numpy(), vocals.numpy()
+        if vocals.ndim == 4:  # vocals and accompaniment stacked (loss_sources "both")
+            vocals = vocals[..., 0]
         counted = np.broadcast_to(frame_weights.numpy() > 0, mix.shape) & (mix > 0)
         ratios.append(np.clip(vocals[counted] / mix[counted], 0.0, 1.0))
         weights.append(mix[counted])

@@ -15,6 +15,7 @@ STRATEGIES = ("auto", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 STFT_DEVICES = ("auto", "cpu")
+LOSS_SOURCES = ("vocals", "both")
 WINDOWS = ("hann", "hamming")
 EXPORT_KINDS = ("mask", "separator", "both")  # SavedModel signatures (keras_unet.apps.export)
 RUN_CONFIG_FILE = "config.json"  # the RunConfig JSON beside checkpoints and in exports
@@ -164,6 +165,9 @@ class DataConfig:
         augment_remix: mix the vocals of one track with the accompaniment of
             another (or of the same track at another offset).
         augment_swap: random swap of the stereo channels before downmix.
+        augment_pitch_semitones: largest pitch shift of the vocals, up or
+            down, in semitones, drawn uniformly per patch (by resampling, so
+            the tempo follows the pitch); 0: off.
         silent_patch_rate: largest share of training patches with silent
             vocals that is kept.
         patches_per_epoch: training patches drawn per epoch.
@@ -171,6 +175,10 @@ class DataConfig:
             validation.
         validation_share: MIR-1K: share of each singer's songs held out
             (whole songs) for validation.
+        validation_singer: MIR-1K: hold out every song of this training
+            singer for validation, and train on the other's (a cross-singer
+            check: the score of a voice the model never heard); None: a
+            share of each singer's songs.
         data_service: address of a tf.data service dispatcher
             ("grpc://host:port") whose workers make the training batches
             (None: this process makes them).
@@ -187,10 +195,12 @@ class DataConfig:
     augment_gain: bool = True
     augment_remix: bool = True
     augment_swap: bool = True
+    augment_pitch_semitones: float = 0.0
     silent_patch_rate: float = 0.1
     patches_per_epoch: int = 64
     validation_seconds: float = 1.5
     validation_share: float = 0.15
+    validation_singer: Optional[str] = None
     data_service: Optional[str] = None
     stft_device: str = "auto"
 
@@ -210,6 +220,12 @@ class DataConfig:
                  f"`stft_device` must be one of {STFT_DEVICES}. Received: {self.stft_device!r}")
         _require(0.0 <= self.validation_share < 1.0,
                  f"`validation_share` must be in [0, 1). Received: {self.validation_share}")
+        _require(0.0 <= self.augment_pitch_semitones <= 12.0,
+                 "`augment_pitch_semitones` must be in [0, 12]. "
+                 f"Received: {self.augment_pitch_semitones}")
+        _require(self.validation_singer is None or self.mir1k_root is not None,
+                 "`validation_singer` holds out a MIR-1K singer: it needs `mir1k_root`. "
+                 f"Received: {self.validation_singer!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +236,8 @@ class TrainConfig:
         epochs: number of epochs.
         batch_size: global batch size (split across replicas).
         learning_rate: Adam learning rate (the peak, with a schedule).
+        loss_sources: "vocals", the brief's L1 on the vocals, mean |M X - V|;
+            or "both", plus the accompaniment's, mean |(1 - M) X - A|.
         lr_schedule: "constant"; "cosine", decay to 1% of it by the last
             step; or "plateau", halve it after `plateau_epochs` epochs
             without a better validation vocals SI-SDR.
@@ -245,6 +263,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 16
     learning_rate: float = 1e-3
+    loss_sources: str = "vocals"
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     plateau_epochs: int = 5
@@ -265,6 +284,8 @@ class TrainConfig:
                  f"`batch_size` must be >= 1. Received: {self.batch_size}")
         _require(self.learning_rate > 0,
                  f"`learning_rate` must be positive. Received: {self.learning_rate}")
+        _require(self.loss_sources in LOSS_SOURCES,
+                 f"`loss_sources` must be one of {LOSS_SOURCES}. Received: {self.loss_sources!r}")
         _require(self.lr_schedule in LR_SCHEDULES,
                  f"`lr_schedule` must be one of {LR_SCHEDULES}. Received: {self.lr_schedule!r}")
         _require(self.warmup_steps >= 0,

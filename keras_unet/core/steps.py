@@ -2,19 +2,24 @@
 
 The network predicts a mask M in [0, 1]; the estimated vocals are M * X, and
 the loss is the mean of |M * X - Y| (X the mix magnitude, Y the vocals
-magnitude), as in Jansson et al. 2017.
+magnitude), as in Jansson et al. 2017. With the accompaniment's magnitude A
+as a second target (`TrainConfig.loss_sources` "both") the rest of the mix,
+(1 - M) * X, is held to it too, as Park et al. 2018 train both outputs.
 """
 
 import keras
 import tensorflow as tf
 
 
-def masked_l1_loss(mix, vocals, mask, frame_weights=None):
-    """Mean absolute error between mask * mix and vocals.
+def masked_l1_loss(mix, targets, mask, frame_weights=None):
+    """Mean absolute error between mask * mix and the vocals (and the rest and the accompaniment).
 
     Args:
         mix: float32 (batch, bins, frames), mix magnitude X.
-        vocals: float32 (batch, bins, frames), vocals magnitude Y.
+        targets: float32 (batch, bins, frames), the vocals magnitude V: the
+            loss is mean |M X - V|; or (batch, bins, frames, 2), V and the
+            accompaniment magnitude A stacked: mean |M X - V| + mean
+            |(1 - M) X - A|.
         mask: (batch, bins, frames) in [0, 1], the model's output.
         frame_weights: optional float32 (batch, 1, frames) or any shape that
             broadcasts to the others; 0 marks padding frames that must not
@@ -23,7 +28,12 @@ def masked_l1_loss(mix, vocals, mask, frame_weights=None):
     Returns:
         float32 scalar.
     """
-    error = tf.abs(tf.cast(mask, tf.float32) * mix - vocals)
+    mask = tf.cast(mask, tf.float32)
+    if len(targets.shape) == 4:
+        vocals, accompaniment = tf.unstack(targets, axis=-1)
+        return (masked_l1_loss(mix, vocals, mask, frame_weights)
+                + masked_l1_loss(mix, accompaniment, 1.0 - mask, frame_weights))
+    error = tf.abs(mask * mix - targets)
     if frame_weights is None:
         return tf.reduce_mean(error)
     weights = tf.broadcast_to(tf.cast(frame_weights, tf.float32), tf.shape(error))
@@ -34,8 +44,8 @@ def masked_l1_loss(mix, vocals, mask, frame_weights=None):
 class MaskModel(keras.Model):
     """A functional Keras model (mix magnitude -> mask) trained on the masked L1.
 
-    `fit` and `evaluate` take batches of `(mix, vocals)` or
-    `(mix, vocals, frame_weights)`, shapes as in `masked_l1_loss`; `predict`
+    `fit` and `evaluate` take batches of `(mix, targets)` or
+    `(mix, targets, frame_weights)`, shapes as in `masked_l1_loss`; `predict`
     returns the mask. Compile it with an optimizer only (no `loss`).
 
     Under a `tf.distribute` strategy each replica's loss is divided by the
