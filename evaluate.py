@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     if args.is_wav and args.musdb_root is None:
         fail("--is-wav needs --musdb-root")
 
-    from keras_unet.apps import evaluation
+    from keras_unet.evaluation import evaluation
 
     try:
         if args.mir1k_root is not None:  # validation songs: known once the model is loaded;
@@ -94,8 +94,8 @@ def main(argv=None) -> int:
              "(train one with train.py, or pass --model)")
     import_tensorflow_quietly()
 
-    from keras_unet.apps.precision import policy_of
-    from keras_unet.apps.separator import Separator
+    from keras_unet.core.precision import policy_of
+    from keras_unet.separation.separator import Separator
     from keras_unet.core.saving import ModelFileError, load_model, run_config_of
 
     try:

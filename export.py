@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         return _fail("--tflite needs the mask signature: use --kind mask or both")
     import_tensorflow_quietly()
 
-    from keras_unet.apps.export import export_saved_model, signature_names
+    from keras_unet.export.saved_model import export_saved_model, signature_names
     from keras_unet.core.saving import ModelFileError, load_model
 
     try:

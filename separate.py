@@ -30,7 +30,7 @@ import os
 import sys
 import time
 
-from keras_unet.apps.writing import CLIP_MODES, DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT
+from keras_unet.separation.writing import CLIP_MODES, DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT
 from keras_unet.cli import (DEFAULT_MODEL, ArgumentParser, exit_at_once, fail,
                             import_tensorflow_quietly)
 from keras_unet.core.audio_io import OUTPUT_FORMATS, song_name
@@ -94,9 +94,9 @@ def _check_outputs(paths: dict, protected: set) -> None:
 def _process(separator, args, path: str, paths: dict) -> None:
     """Separates one input into its folder (and draws its figure with --plot).
 
-    The work itself is in `keras_unet.apps.song_files`, which the web page shares.
+    The work itself is in `keras_unet.separation.song_files`, which the web page shares.
     """
-    from keras_unet.apps.song_files import fit_warning, separate_file, write_plot
+    from keras_unet.separation.song_files import fit_warning, separate_file, write_plot
 
     created = not os.path.isdir(paths["folder"])
     try:
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
         return 2
 
     import_tensorflow_quietly()
-    from keras_unet.apps.separator import Separator
+    from keras_unet.separation.separator import Separator
     from keras_unet.core.saving import ModelFileError, load_model
 
     try:

@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         parser.error(str(error))
     import_tensorflow_quietly()
 
-    from keras_unet.apps import training
+    from keras_unet.training import run as training
     from keras_unet.core.audio_io import AudioError
     from pipelines.sources import DataError
 

@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import_tensorflow_quietly()
 
-    from keras_unet.apps import evaluation
-    from keras_unet.apps.separator import Separator
+    from keras_unet.evaluation import evaluation
+    from keras_unet.separation.separator import Separator
     from keras_unet.core.saving import ModelFileError, load_model
 
     try:

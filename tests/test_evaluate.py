@@ -1,4 +1,4 @@
-"""evaluate.py and keras_unet.apps.evaluation: baselines with known scores, the report, bad input."""
+"""evaluate.py and keras_unet.evaluation.evaluation: baselines with known scores, the report, bad input."""
 
 import dataclasses
 import json
@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 import evaluate
-from keras_unet.apps import evaluation
+from keras_unet.evaluation import evaluation
 from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

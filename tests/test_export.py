@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_unet.apps.export import CONFIG_FILE, TFLITE_FILE, export_saved_model
-from keras_unet.apps.precision import policy_of
-from keras_unet.apps.separator import Separator
+from keras_unet.export.saved_model import CONFIG_FILE, TFLITE_FILE, export_saved_model
+from keras_unet.core.precision import policy_of
+from keras_unet.separation.separator import Separator
 from keras_unet.core.config import KERAS_FILE, ModelConfig, RunConfig, StftConfig
 from keras_unet.core.masking import separate_mono
 from keras_unet.core.model import build_model, build_unet

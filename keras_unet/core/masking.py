@@ -22,7 +22,7 @@ exported SavedModel must agree on:
 `predict_mask` and `separate_mono` compose them for a whole song, in pure
 TensorFlow (the export's "separate" signature traces `separate_mono` with
 an input signature of `[None]` samples; training's validation metrics call
-`predict_mask`). `keras_unet.apps.separator.Separator` runs the same pieces
+`predict_mask`). `keras_unet.separation.separator.Separator` runs the same pieces
 on a song streamed in blocks.
 
 Shapes: magnitudes and masks (channels, bins, frames); patches

@@ -14,10 +14,7 @@ import re
 import sys
 import typing
 
-DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "saved_models", "default")
-"""The shipped model, found beside the code rather than in the current folder, so the
-CLIs run from any folder."""
+from keras_unet.core.config import DEFAULT_MODEL  # noqa: F401  (the commands' default)
 
 
 def _argument_docs(cls) -> dict:

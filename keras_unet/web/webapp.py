@@ -1,6 +1,6 @@
-"""The web page for separating songs: a Flask application over a `keras_unet.apps.jobs.JobQueue`.
+"""The web page for separating songs: a Flask application over a `keras_unet.web.jobs.JobQueue`.
 
-One page (`web/index.html`, with its script and style sheet: plain files,
+One page (`static/index.html`, with its script and style sheet: plain files,
 no build step, nothing fetched from elsewhere) and a small JSON API that the
 page's script calls:
 
@@ -25,11 +25,11 @@ import urllib.parse
 from flask import Flask, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from keras_unet.apps.jobs import (FILES, JobError, JobQueue, QueueFullError, check_model_path,
+from keras_unet.web.jobs import (FILES, JobError, JobQueue, QueueFullError, check_model_path,
                                   list_models)
 from keras_unet.core.saving import ModelFileError
 
-WEB_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+WEB_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 """The page's files, installed with the package (setup.cfg's package_data)."""
 
 FORM_OVERHEAD_BYTES = 1 << 16

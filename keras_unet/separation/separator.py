@@ -8,7 +8,7 @@ and kept only while a later block can still reach them. So memory does not
 grow with the song, and the result equals separating it whole: the frames
 of each segment are those of the whole song (`transforms.segment_bounds`,
 `segment_frames`), and resampling starts on an instant both rates sample.
-The block's vocals follow the full-band rule of `keras_unet.apps.full_band`.
+The block's vocals follow the full-band rule of `keras_unet.separation.full_band`.
 
 Timings of the stages (read and resample, model, reconstruction) add up in
 `Separator.timings`, for `separate.py --timings`.
@@ -23,9 +23,9 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from keras_unet.apps.full_band import (fit_length, full_rate_stft_config, map_mask,
+from keras_unet.separation.full_band import (fit_length, full_rate_stft_config, map_mask,
                                        model_frame_positions)
-from keras_unet.apps.precision import model_for_precision
+from keras_unet.core.precision import model_for_precision
 from keras_unet.core.audio_io import resample, resampled_length
 from keras_unet.core.config import StftConfig
 from keras_unet.core.masking import (batches_of, frame_patches, mask_of_batch, overlap_add,
@@ -60,7 +60,7 @@ class Separator:
     Args:
         model: a `MaskModel` (`keras_unet.core.saving.load_model`).
         precision: "auto", "float32" or "mixed_bfloat16" (see
-            `keras_unet.apps.precision`).
+            `keras_unet.core.precision`).
         batch_size: patches per model call.
         block_seconds: output block length (memory, not results, depends on it).
         progress: show a tqdm progress bar on stderr.

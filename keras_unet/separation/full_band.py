@@ -24,8 +24,8 @@ onto the full-rate grid (`benchmarks/full_band.py` measures a model). The
 accompaniment is always mix - vocals, so the two sum to the input exactly.
 
 `full_band_vocals` applies the rule to a whole song (for masks that do not
-come from the model: the oracle of `keras_unet.apps.evaluation`, and the
-reference the tests hold the streamed form to); `keras_unet.apps.separator`
+come from the model: the oracle of `keras_unet.evaluation.evaluation`, and the
+reference the tests hold the streamed form to); `keras_unet.separation.separator`
 applies it block by block with `map_mask` and `full_rate_stft_config`.
 """
 
@@ -63,7 +63,7 @@ def full_band_vocals(samples: np.ndarray, sample_rate_hz: int, model_mask: np.nd
                      model_config: StftConfig) -> np.ndarray:
     """Vocals of a whole song from a mask made at the model's rate (the rule above).
 
-    `keras_unet.apps.separator.Separator` computes the same in blocks; this
+    `keras_unet.separation.separator.Separator` computes the same in blocks; this
     whole-song form serves masks that do not come from the model (the oracle
     of `evaluate.py`).
 

@@ -49,7 +49,7 @@ undefined, e.g. a track whose vocals are silent throughout):
     }
 
 This module imports TensorFlow (`keras_unet.core.transforms`,
-`keras_unet.apps.full_band`) only inside the functions that need it, so the
+`keras_unet.separation.full_band`) only inside the functions that need it, so the
 worker processes of `evaluate_tracks`, which only score, start without it.
 """
 
@@ -323,7 +323,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     The mixture and the true sources are resampled to the model's rate and
     the mask |Y| / (|Y| + |A|) is computed there per channel, on the grid
     where the model predicts its mask. From there on it follows the model's
-    path, `keras_unet.apps.full_band.full_band_vocals`: applied at the model's
+    path, `keras_unet.separation.full_band.full_band_vocals`: applied at the model's
     rate and resampled up, and carried onto the track's own STFT grid for
     what that rate cannot hold, extended above the model's band by the same
     rule. The accompaniment is the mixture minus the vocals, as the model's
@@ -336,7 +336,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     Returns:
         {source: float32 (samples, channels)} at the track's rate.
     """
-    from keras_unet.apps.full_band import full_band_vocals  # TensorFlow: not in workers
+    from keras_unet.separation.full_band import full_band_vocals  # TensorFlow: not in workers
 
     rate, model_rate = track.sample_rate_hz, stft_config.sample_rate_hz
     vocals, accompaniment = (_spectrogram(resample(part, rate, model_rate), stft_config)
@@ -349,7 +349,7 @@ def oracle_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
 def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarray]:
     """The ideal ratio mask computed on the full-rate grid the model's mask is applied on.
 
-    Same grid (`keras_unet.apps.full_band.full_rate_stft_config`) and synthesis as
+    Same grid (`keras_unet.separation.full_band.full_rate_stft_config`) and synthesis as
     `oracle_estimates`, but the mask comes from the full-rate true sources,
     so nothing is lost to the model's rate or to the mapping: the ceiling of
     magnitude masking on that grid.
@@ -357,7 +357,7 @@ def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarra
     Returns:
         {source: float32 (samples, channels)}; accompaniment = mixture - vocals.
     """
-    from keras_unet.apps.full_band import full_rate_stft_config  # TensorFlow: not in workers
+    from keras_unet.separation.full_band import full_rate_stft_config  # TensorFlow: not in workers
 
     config = full_rate_stft_config(track.sample_rate_hz, stft_config)
     mixture, vocals, accompaniment = (
@@ -368,7 +368,7 @@ def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarra
 
 
 def model_estimates(separator, track: Track) -> Dict[str, np.ndarray]:
-    """The model's estimates through a `keras_unet.apps.separator.Separator` (separate.py's)."""
+    """The model's estimates through a `keras_unet.separation.separator.Separator` (separate.py's)."""
     vocals, accompaniment = separator.separate(track.mixture, track.sample_rate_hz)
     return {"vocals": vocals, "accompaniment": accompaniment}
 

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_unet.apps import figures
+from keras_unet.separation import figures
 from keras_unet.core import transforms
 from keras_unet.core.config import StftConfig
 from keras_unet.core.files import atomic_path
@@ -255,7 +255,7 @@ class SpectrogramSummaries(keras.callbacks.Callback):
     The figure (TensorBoard image "separation") shows the mix, the predicted
     mask, the estimated vocals (mask * mix) and the true vocals side by side,
     with time in seconds, frequency in Hz and colour bars
-    (`keras_unet.apps.figures`). Audio: the estimated vocals waveform,
+    (`keras_unet.separation.figures`). Audio: the estimated vocals waveform,
     reconstructed with the mix phase at the model's sample rate.
 
     Args:

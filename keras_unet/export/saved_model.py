@@ -43,7 +43,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_unet.apps.precision import model_for_precision
+from keras_unet.core.precision import model_for_precision
 from keras_unet.core.config import EXPORT_KINDS, KERAS_FILE, RUN_CONFIG_FILE, RunConfig
 from keras_unet.core.masking import separate_mono
 from keras_unet.core.saving import checked_run_config
@@ -79,7 +79,7 @@ def export_saved_model(model: MaskModel, directory: str, kind: str = "mask",
 
     The export computes in float32 whatever the model's precision: a
     mixed-precision model is exported as its float32 twin (same weights,
-    `keras_unet.apps.precision.model_for_precision`), since TFLite and many CPUs
+    `keras_unet.core.precision.model_for_precision`), since TFLite and many CPUs
     have no bfloat16 kernels. `model.keras` in the folder is that twin too.
 
     Args:

@@ -2,7 +2,7 @@
 
 A job is one uploaded song. It waits in a first-in, first-out queue; the one
 worker thread then loads its model (the last model loaded is kept for the
-next job), separates the song with `keras_unet.apps.song_files.separate_file`
+next job), separates the song with `keras_unet.separation.song_files.separate_file`
 as `separate.py` does by default (16-bit WAV, clip mode "rescale": the same
 files, bit for bit), writes FLAC copies of the two outputs (the same 16-bit
 samples, compressed without loss) and the mix as a 16-bit WAV for the page's
@@ -37,10 +37,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import soundfile
 
-from keras_unet.apps import song_files
-from keras_unet.apps.precision import policy_of
-from keras_unet.apps.separator import Separator
-from keras_unet.apps.writing import WRITE_BLOCK_SAMPLES
+from keras_unet.separation import song_files
+from keras_unet.core.precision import policy_of
+from keras_unet.separation.separator import Separator
+from keras_unet.separation.writing import WRITE_BLOCK_SAMPLES
 from keras_unet.core.audio_io import AudioError, STEM_SUFFIXES, open_audio
 from keras_unet.core.config import KERAS_FILE
 from keras_unet.core.files import atomic_path

@@ -31,9 +31,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_unet.apps import callbacks as unet_callbacks
-from keras_unet.apps.export import export_saved_model
-from keras_unet.apps.precision import resolve_precision
+from keras_unet.training import callbacks as unet_callbacks
+from keras_unet.export.saved_model import export_saved_model
+from keras_unet.core.precision import resolve_precision
 from keras_unet.core.config import HISTORY_FILE, RUN_CONFIG_FILE, RunConfig
 from keras_unet.core.files import atomic_path
 from keras_unet.core.model import build_model
