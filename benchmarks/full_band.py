@@ -19,19 +19,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import format_table  # noqa: E402
-from keras_unet.cli import (DEFAULT_MODEL, ArgumentParser, fail,  # noqa: E402
-                            import_tensorflow_quietly)
-from keras_unet.core.config import PRECISIONS  # noqa: E402
+from keras_unet.cli import (ArgumentParser, add_model_flag, add_precision_flag,  # noqa: E402
+                            fail, import_tensorflow_quietly)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python benchmarks/full_band.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="a .keras file or SavedModel folder (default: the shipped "
-                             "saved_models/default)")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="model precision (default: auto)")
+    add_model_flag(parser)
+    add_precision_flag(parser)
     return parser
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-import evaluate
+from keras_unet.cli import evaluate
 from keras_unet.evaluation import evaluation
 from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-import train
+from keras_unet.cli import train
 from keras_unet.training.callbacks import read_history
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import separate
+from keras_unet.cli import separate
 from keras_unet.separation import song_files
 from keras_unet.separation.full_band import (full_band_vocals, full_rate_stft_config, map_mask,
                                        model_frame_positions)

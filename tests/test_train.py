@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import train
+from keras_unet.cli import train
 from keras_unet.training import run as training
 from keras_unet.training.callbacks import CheckpointWriter, read_history
 from keras_unet.training.run import (BACKUP_METADATA, MIN_LEARNING_STEPS, best_constant_mask,

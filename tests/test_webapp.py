@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 
-import separate
+from keras_unet.cli import separate
 from keras_unet.separation import song_files
 from keras_unet.web.jobs import (FILES, Job, JobQueue, _waiting_words, display_name,
                                   download_name)

@@ -19,8 +19,9 @@ import signal
 import sys
 import tempfile
 
-from keras_unet.cli import DEFAULT_MODEL, ArgumentParser, fail, import_tensorflow_quietly
-from keras_unet.core.config import MODELS_DIR, PRECISIONS
+from keras_unet.cli import (DEFAULT_MODEL, ArgumentParser, add_precision_flag, fail,
+                            import_tensorflow_quietly)
+from keras_unet.core.config import MODELS_DIR
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -44,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", default=MODELS_DIR,
                         help="folder whose model folders the page offers "
                              "(default: the shipped saved_models)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="model arithmetic, as separate.py's (default: auto)")
+    add_precision_flag(parser)
     return parser
 
 

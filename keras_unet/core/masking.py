@@ -35,7 +35,7 @@ from typing import Tuple
 
 import tensorflow as tf
 
-from keras_unet.core.config import StftConfig
+from keras_unet.core.config import INFERENCE_BATCH_SIZE, StftConfig
 from keras_unet.core.transforms import magnitude, masked_waveform, stft
 
 NORMALISATION_EPSILON = 1e-8
@@ -208,7 +208,7 @@ def patch_masks_of(model, patches: tf.Tensor, batch_size: int) -> tf.Tensor:
 # === Whole songs ===
 
 def predict_mask(model, magnitudes: tf.Tensor, stft_config: StftConfig,
-                 batch_size: int = 8) -> tf.Tensor:
+                 batch_size: int = INFERENCE_BATCH_SIZE) -> tf.Tensor:
     """The model's mask for spectrograms of any length.
 
     Args:
@@ -231,7 +231,7 @@ def predict_mask(model, magnitudes: tf.Tensor, stft_config: StftConfig,
 
 
 def separate_mono(model, waveform: tf.Tensor, stft_config: StftConfig,
-                  batch_size: int = 8) -> Tuple[tf.Tensor, tf.Tensor]:
+                  batch_size: int = INFERENCE_BATCH_SIZE) -> Tuple[tf.Tensor, tf.Tensor]:
     """Vocals and accompaniment of a mono waveform at the model's rate.
 
     Pure TensorFlow: traceable in a `tf.function` with

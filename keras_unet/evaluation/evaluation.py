@@ -368,7 +368,7 @@ def oracle_full_rate_estimates(track: Track, stft_config) -> Dict[str, np.ndarra
 
 
 def model_estimates(separator, track: Track) -> Dict[str, np.ndarray]:
-    """The model's estimates through a `keras_unet.separation.separator.Separator` (separate.py's)."""
+    """The model's estimates through a `Separator` (the code of separate.py)."""
     vocals, accompaniment = separator.separate(track.mixture, track.sample_rate_hz)
     return {"vocals": vocals, "accompaniment": accompaniment}
 

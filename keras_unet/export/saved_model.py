@@ -44,7 +44,8 @@ import keras
 import tensorflow as tf
 
 from keras_unet.core.precision import model_for_precision
-from keras_unet.core.config import EXPORT_KINDS, KERAS_FILE, RUN_CONFIG_FILE, RunConfig
+from keras_unet.core.config import (EXPORT_KINDS, INFERENCE_BATCH_SIZE, KERAS_FILE,
+                                    RUN_CONFIG_FILE, RunConfig)
 from keras_unet.core.masking import separate_mono
 from keras_unet.core.saving import checked_run_config
 from keras_unet.core.steps import MaskModel
@@ -74,7 +75,7 @@ def signature_names(kind: str) -> tuple:
 
 
 def export_saved_model(model: MaskModel, directory: str, kind: str = "mask",
-                       batch_size: int = 8, tflite: bool = False) -> str:
+                       batch_size: int = INFERENCE_BATCH_SIZE, tflite: bool = False) -> str:
     """Exports a model as a self-contained SavedModel folder (see the module docstring).
 
     The export computes in float32 whatever the model's precision: a

@@ -27,7 +27,7 @@ from keras_unet.separation.full_band import (fit_length, full_rate_stft_config, 
                                        model_frame_positions)
 from keras_unet.core.precision import model_for_precision
 from keras_unet.core.audio_io import resample, resampled_length
-from keras_unet.core.config import StftConfig
+from keras_unet.core.config import INFERENCE_BATCH_SIZE, StftConfig
 from keras_unet.core.masking import (batches_of, frame_patches, mask_of_batch, overlap_add,
                                      patch_count, patch_hop, patch_start_frame, patches_touching)
 from keras_unet.core.saving import run_config_of
@@ -66,7 +66,7 @@ class Separator:
         progress: show a tqdm progress bar on stderr.
     """
 
-    def __init__(self, model, precision: str = "auto", batch_size: int = 8,
+    def __init__(self, model, precision: str = "auto", batch_size: int = INFERENCE_BATCH_SIZE,
                  block_seconds: float = BLOCK_SECONDS, progress: bool = False):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")

@@ -42,7 +42,7 @@ from keras_unet.core.precision import policy_of
 from keras_unet.separation.separator import Separator
 from keras_unet.separation.writing import WRITE_BLOCK_SAMPLES
 from keras_unet.core.audio_io import AudioError, STEM_SUFFIXES, open_audio
-from keras_unet.core.config import KERAS_FILE
+from keras_unet.core.config import INFERENCE_BATCH_SIZE, KERAS_FILE
 from keras_unet.core.files import atomic_path
 from keras_unet.core.saving import ModelFileError, load_model, model_file, run_config_of
 
@@ -219,13 +219,14 @@ class JobQueue:
     Args:
         work_dir: an empty folder of its own; removed by `close`.
         precision: the separator's arithmetic ("auto" as `separate.py`).
-        batch_size: patches per model call (8 as `separate.py`).
+        batch_size: patches per model call (as `separate.py`).
         keep_seconds: how long a finished job's files stay.
         max_waiting: songs that may wait their turn at once; more uploads are
             refused (`QueueFullError`), so uploads cannot fill the disk.
     """
 
-    def __init__(self, work_dir: str, precision: str = "auto", batch_size: int = 8,
+    def __init__(self, work_dir: str, precision: str = "auto",
+                 batch_size: int = INFERENCE_BATCH_SIZE,
                  keep_seconds: float = 3600.0, max_waiting: int = 20):
         if keep_seconds <= 0:
             raise ValueError(f"`keep_seconds` must be positive. Received: {keep_seconds}")
