@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import_tensorflow_quietly()
 
-    from keras_unet.evaluation import evaluation
+    from pipelines import reference_tracks
+    from keras_unet.evaluation import scoring
     from keras_unet.separation.separator import Separator
     from keras_unet.core.saving import ModelFileError, load_model
 
@@ -43,18 +44,18 @@ def main(argv=None) -> int:
         separator = Separator(load_model(args.model), precision=args.precision)
     except ModelFileError as error:
         fail(str(error))
-    track = evaluation.bundled_clip()
+    track = reference_tracks.bundled_clip()
     methods = {"full band (separate.py)": separator.separate,
                "naive: 8192 Hz, resampled up": separator.model_rate_separate}
     rows, sdr = [], {}
     for name, separate in methods.items():
         vocals, accompaniment = separate(track.mixture, track.sample_rate_hz)
-        scores = evaluation.score(track.references,
+        scores = scoring.score(track.references,
                                   {"vocals": vocals, "accompaniment": accompaniment},
                                   track.sample_rate_hz)
         sdr[name] = (scores["vocals"]["SDR"], scores["accompaniment"]["SDR"])
         rows.append([name, f"{sdr[name][0]:.2f}", f"{sdr[name][1]:.2f}"])
-    print(f"model: {args.model}; clip: {evaluation.bundled_clip_name()}, "
+    print(f"model: {args.model}; clip: {reference_tracks.bundled_clip_name()}, "
           f"{track.sample_rate_hz} Hz; BSS Eval v4 SDR (dB), median over 1 s windows")
     print(format_table(["method", "vocals SDR", "accompaniment SDR"], rows))
     (full, naive) = sdr.values()

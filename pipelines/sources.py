@@ -55,6 +55,7 @@ import tqdm
 from keras_unet.core import audio_io
 from keras_unet.core.config import RunConfig
 from keras_unet.core.files import atomic_path
+from keras_unet.core.messages import error_line
 from pipelines import mir1k
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,8 +63,10 @@ _LOGGER = logging.getLogger(__name__)
 ACCOMPANIMENT_STEMS = ("drums", "bass", "other")
 STEMS_PER_TRACK = 2  # vocals, accompaniment
 _BYTES_PER_SAMPLE = 4  # float32
-# Stream order of MUSDB18 `.stem.mp4` files (and of the bundled clip).
-_STEM_IDS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}
+# Stream order of MUSDB18 `.stem.mp4` files (and of the bundled clip): the mixture, then
+# the stems.
+MIXTURE_STEM = 0
+STEM_IDS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}
 
 # (source path, rate, mono) -> (vocals, accompaniment), kept for the process.
 _DECODED = {}
@@ -146,7 +149,7 @@ def _load_bundled_clip(config: RunConfig):
 
     path = stempeg.example_stem_path()
     track = _cached_track(audio_io.song_name(path), path, config,
-                          lambda: _decode_stem_file(path, _STEM_IDS, config.stft.sample_rate_hz))
+                          lambda: _decode_stem_file(path, STEM_IDS, config.stft.sample_rate_hz))
     train, validation = _split_tail(track, path, config)
     return [train], [validation]
 
@@ -221,7 +224,7 @@ def _musdb_splits(root: str, is_wav: bool):
     except audio_io.AudioError as error:
         raise DataError(str(error)) from None
     except Exception as error:  # musdb and ffprobe fail with many types
-        raise DataError(f"{root}: cannot list MUSDB tracks ({_first_line(error)})") from None
+        raise DataError(f"{root}: cannot list MUSDB tracks ({error_line(error)})") from None
     held_out = set(database.setup["validation_tracks"])
     tracks = sorted(database.tracks, key=lambda track: track.name)
     return ([track for track in tracks if track.name not in held_out],
@@ -274,7 +277,7 @@ def _decode_stem_file(path: str, stem_ids: dict, rate_hz: int):
     try:
         streams, rate_in = stempeg.read_stems(path, dtype=np.float32, always_3d=True)
     except Exception as error:  # ffmpeg's failures surface as many types
-        raise DataError(f"{path}: cannot decode stems ({_first_line(error)})") from None
+        raise DataError(f"{path}: cannot decode stems ({error_line(error)})") from None
     if streams.shape[0] <= max(stem_ids.values()):
         raise DataError(f"{path}: holds {streams.shape[0]} streams, expected "
                         f"{max(stem_ids.values()) + 1} (mixture, drums, bass, other, vocals)")
@@ -349,8 +352,3 @@ def _split_tail(track: Track, path: str, config: RunConfig):
 def _cause(error: audio_io.AudioError) -> str:
     """An AudioError's message without the leading "path: "."""
     return str(error).split(": ", 1)[-1]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[-1][:200]

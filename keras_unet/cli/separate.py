@@ -35,6 +35,7 @@ from keras_unet.cli import (ArgumentParser, add_batch_size_flag, add_model_flag,
                             check_model_exists, check_output_flags, fail,
                             import_tensorflow_quietly)
 from keras_unet.core.audio_io import OUTPUT_FORMATS, song_name
+from keras_unet.core.messages import last_line
 
 PLOT_NAME = "separation.png"
 TIMINGS_VARIABLE = "SEPARATE_TIMINGS"
@@ -104,12 +105,6 @@ def _process(separator, args, path: str, paths: dict) -> None:
             os.rmdir(paths["folder"])
 
 
-def _print_timings(timings: dict, n_files: int) -> None:
-    total = time.perf_counter() - timings.pop("process_start")
-    parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
-    print(f"timings ({n_files} file(s)): {parts}, total {total:.2f} s", file=sys.stderr)
-
-
 def main(argv=None) -> int:
     process_start = time.perf_counter()
     parser = build_parser()
@@ -156,17 +151,17 @@ def main(argv=None) -> int:
 
     import_tensorflow_quietly()
     from keras_unet.separation.separator import Separator
+    from keras_unet.separation.stopwatch import Stopwatch
     from keras_unet.core.saving import ModelFileError, load_model
 
     try:
         model = load_model(args.model)
     except ModelFileError as error:
         fail(f"--model {error}")
+    stopwatch = Stopwatch()
+    stopwatch.add("startup_model_load", process_start)
     separator = Separator(model, precision=args.precision, batch_size=args.batch_size,
-                          progress=sys.stderr.isatty())
-    timings = {"startup_model_load": time.perf_counter() - process_start, "writing": 0.0}
-    timings.update(separator.timings)
-    separator.timings = timings  # the separator adds its stages to the same table
+                          progress=sys.stderr.isatty(), stopwatch=stopwatch)
 
     for path, paths in jobs:
         try:
@@ -179,13 +174,12 @@ def main(argv=None) -> int:
             continue
         except Exception as error:  # one broken input must not stop the others
             print(f"error: {path}: separation failed ({type(error).__name__}: "
-                  f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''})",
+                  f"{last_line(str(error))})",
                   file=sys.stderr)
             failures += 1
             continue
         print(f"{path} -> {paths['folder']}")
     if args.timings:
-        timings["process_start"] = process_start
-        _print_timings(timings, len(jobs))
+        print(stopwatch.report(len(jobs), time.perf_counter() - process_start), file=sys.stderr)
     return 2 if failures else 0
 

@@ -14,7 +14,6 @@ removed when the server stops (Ctrl-C); a result is removed earlier,
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import tempfile

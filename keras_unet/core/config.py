@@ -23,6 +23,7 @@ HISTORY_FILE = "history.csv"  # per-epoch losses, in TrainConfig.save_dir
 KERAS_FILE = "model.keras"  # the Keras model inside an export folder
 BEST_MODEL_FILE = "best_model.keras"  # the best checkpoint, in TrainConfig.save_dir
 MASK_LAYER = "mask_deconv"  # the model's layer before the mask's sigmoid
+SUBSETS = ("train", "test")  # the subsets of MUSDB18 and of MIR-1K's standard split
 INFERENCE_BATCH_SIZE = 8  # patches per model call when a model separates (a fixed shape)
 MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "saved_models")

@@ -24,7 +24,7 @@ onto the full-rate grid (`benchmarks/full_band.py` measures a model). The
 accompaniment is always mix - vocals, so the two sum to the input exactly.
 
 `full_band_vocals` applies the rule to a whole song (for masks that do not
-come from the model: the oracle of `keras_unet.evaluation.evaluation`, and the
+come from the model: the oracle of `keras_unet.evaluation.estimates`, and the
 reference the tests hold the streamed form to); `keras_unet.separation.separator`
 applies it block by block with `map_mask` and `full_rate_stft_config`.
 """

@@ -10,8 +10,8 @@ of each segment are those of the whole song (`transforms.segment_bounds`,
 `segment_frames`), and resampling starts on an instant both rates sample.
 The block's vocals follow the full-band rule of `keras_unet.separation.full_band`.
 
-Timings of the stages (read and resample, model, reconstruction) add up in
-`Separator.timings`, for `separate.py --timings`.
+The time of each stage (read and resample, model, reconstruction) adds up in
+the `Stopwatch` the separator is given, for `separate.py --timings`.
 """
 
 import dataclasses
@@ -23,6 +23,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_unet.separation.stopwatch import Stopwatch
 from keras_unet.separation.full_band import (fit_length, full_rate_stft_config, map_mask,
                                        model_frame_positions)
 from keras_unet.core.precision import model_for_precision
@@ -64,10 +65,12 @@ class Separator:
         batch_size: patches per model call.
         block_seconds: output block length (memory, not results, depends on it).
         progress: show a tqdm progress bar on stderr.
+        stopwatch: where the time of each stage adds up (a new one by default).
     """
 
     def __init__(self, model, precision: str = "auto", batch_size: int = INFERENCE_BATCH_SIZE,
-                 block_seconds: float = BLOCK_SECONDS, progress: bool = False):
+                 block_seconds: float = BLOCK_SECONDS, progress: bool = False,
+                 stopwatch: Optional[Stopwatch] = None):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
         if block_seconds <= 0:
@@ -78,7 +81,7 @@ class Separator:
         self.block_seconds = block_seconds
         self.progress = progress
         self.trace_count = 0
-        self.timings = {"read_resample": 0.0, "model": 0.0, "reconstruction": 0.0}
+        self.stopwatch = stopwatch or Stopwatch()
         config = self.stft_config
         # A request can start before the previous one: by the resampling margin,
         # the rounding down to an instant both rates sample (at most 1 s: see
@@ -217,7 +220,7 @@ class Separator:
                      self.stft_config)
         n_frames = frame_count(len(samples), song.config)
         mask = self._frames_mask(song, _Patches(), 0, n_frames - 1)
-        _, segment = song.frames_audio(0, n_frames, song.config, self.timings)
+        _, segment = song.frames_audio(0, n_frames, song.config, self.stopwatch)
         return mask, segment_frames(segment, song.config, n_frames).numpy(), song.config
 
     # --- one block ---
@@ -230,7 +233,7 @@ class Separator:
         hop, n_channels = config.hop_samples, song.n_channels
         first, last = frames_touching(start, stop, config)
         segment_start, segment = song.frames_audio(first, last + 1, config,
-                                                   self.timings)  # (channels, samples)
+                                                   self.stopwatch)  # (channels, samples)
         # A model-rate span around the segment, with a margin on each side and
         # starting on an instant both rates sample, so blocks join seamlessly.
         margin = RESAMPLE_MARGIN_SECONDS * song.rate
@@ -248,7 +251,7 @@ class Separator:
         upper = istft(spectrum * tf.cast(mask, tf.complex64), config, stop - first * hop)
         block = slice(start - segment_start, stop - segment_start)
         vocals = both[block, n_channels:] + tf.transpose(upper[:, start - first * hop:]).numpy()
-        self.timings["reconstruction"] += time.perf_counter() - began
+        self.stopwatch.add("reconstruction", began)
         return np.ascontiguousarray(segment[:, block].T), vocals
 
     def _model_rate_parts(self, song: "_Song", cache: _Patches, start: int, stop: int):
@@ -273,7 +276,7 @@ class Separator:
             stacked = np.concatenate([spectrum, spectrum * mask], axis=0)  # mix, then vocals
             waveforms = istft(stacked, config, hi - first * hop)[:, lo - first * hop:]
             parts[lo - start:hi - start] = tf.transpose(waveforms).numpy()
-            self.timings["reconstruction"] += time.perf_counter() - began
+            self.stopwatch.add("reconstruction", began)
         return parts[:, :n_channels], parts[:, n_channels:]
 
     def _frames_mask(self, song: "_Song", cache: _Patches, first: int, last: int) -> np.ndarray:
@@ -290,7 +293,7 @@ class Separator:
         began = time.perf_counter()
         mask = map_mask(model_mask, np.abs(model_spectrum), model_first, song.n_model_frames,
                         frames, model_config, config)
-        self.timings["reconstruction"] += time.perf_counter() - began
+        self.stopwatch.add("reconstruction", began)
         return mask
 
     def _model_mask(self, song: "_Song", cache: _Patches, first: int, last: int):
@@ -324,7 +327,7 @@ class Separator:
                                   axis=-1)
         frames = slice(first - patch_start_frame(first_patch, config),
                        last + 1 - patch_start_frame(first_patch, config))
-        self.timings["model"] += time.perf_counter() - began
+        self.stopwatch.add("model", began)
         return mask[:, :, frames], spectrum[:, :, frames]
 
     def _compute_patches(self, song: "_Song", cache: _Patches, first: int, stop: int):
@@ -332,7 +335,7 @@ class Separator:
         config = self.stft_config
         frame_lo = patch_start_frame(first, config)
         frame_hi = patch_start_frame(stop - 1, config) + config.patch_frames  # exclusive
-        spectrum = song.model_spectrum(frame_lo, frame_hi, self.timings)
+        spectrum = song.model_spectrum(frame_lo, frame_hi, self.stopwatch)
         began = time.perf_counter()
         spectra = frame_patches(spectrum, config).numpy()  # (channels, patches, bins, T)
         patches = np.abs(spectra)
@@ -342,7 +345,7 @@ class Separator:
             cache.masks[index] = masks[:, offset]
             cache.spectra[index] = spectra[:, offset]
         cache.next_patch = stop
-        self.timings["model"] += time.perf_counter() - began
+        self.stopwatch.add("model", began)
 
     def _masks_of(self, patches: np.ndarray) -> np.ndarray:
         """The traced model on fixed-size batches (`masking.batches_of`). (n, bins, T) -> same."""
@@ -381,7 +384,7 @@ class _Song:
             out[lo - start:hi - start] = self.read(lo, hi)
         return out
 
-    def frames_audio(self, first: int, stop: int, config: StftConfig, timings):
+    def frames_audio(self, first: int, stop: int, config: StftConfig, stopwatch: Stopwatch):
         """The segment whose `segment_frames` are frames first..stop-1 of the song's grid.
 
         Returns:
@@ -391,10 +394,11 @@ class _Song:
         began = time.perf_counter()
         begin, end = segment_bounds(first * config.hop_samples, stop - first, config)
         segment = self.read_padded(begin, end).T  # (channels, samples)
-        timings["read_resample"] += time.perf_counter() - began
+        stopwatch.add("read_resample", began)
         return begin, segment
 
-    def model_spectrum(self, frame_lo: int, frame_hi: int, timings) -> np.ndarray:
+    def model_spectrum(self, frame_lo: int, frame_hi: int,
+                       stopwatch: Stopwatch) -> np.ndarray:
         """Mix spectrum of model frames frame_lo..frame_hi-1, zero outside the song.
 
         Returns:
@@ -404,10 +408,10 @@ class _Song:
         began = time.perf_counter()
         begin, end = segment_bounds(frame_lo * config.hop_samples, frame_hi - frame_lo, config)
         audio = self._model_rate_audio(begin, end)  # (samples, channels)
-        timings["read_resample"] += time.perf_counter() - began
+        stopwatch.add("read_resample", began)
         began = time.perf_counter()
         spectrum = segment_frames(audio.T, config, frame_hi - frame_lo).numpy()
-        timings["model"] += time.perf_counter() - began
+        stopwatch.add("model", began)
         return spectrum
 
     def _model_rate_audio(self, start: int, stop: int) -> np.ndarray:

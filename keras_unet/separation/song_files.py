@@ -24,8 +24,6 @@ from keras_unet.core.files import atomic_path
 PLOT_SECONDS = 20.0
 """Length of the excerpt `write_plot` draws (the middle of the song)."""
 
-_SEPARATOR_STAGES = ("read_resample", "model", "reconstruction")
-
 
 def separate_file(separator, path: str, vocals_path: str, accompaniment_path: str,
                   output_format: str = DEFAULT_OUTPUT_FORMAT,
@@ -33,8 +31,8 @@ def separate_file(separator, path: str, vocals_path: str, accompaniment_path: st
                   on_progress: Optional[Callable[[int, int], None]] = None) -> Written:
     """Separates one file into `vocals_path` and `accompaniment_path`, block by block.
 
-    The time spent adds up in `separator.timings`: the separator's own stages,
-    and "writing" (the rest, with the second read of the input).
+    The time spent adds up in `separator.stopwatch`: the separator's own
+    stages, and "writing" (the rest, with the second read of the input).
 
     Args:
         separator: a `keras_unet.separation.separator.Separator`.
@@ -51,19 +49,18 @@ def separate_file(separator, path: str, vocals_path: str, accompaniment_path: st
     Raises:
         AudioError: the song cannot be read or an output cannot be written.
     """
-    timings = separator.timings
-    timings.setdefault("writing", 0.0)
+    stopwatch = separator.stopwatch
     began = time.perf_counter()
     with open_audio(path, look_back_seconds=separator.look_back_seconds) as reader:
-        timings["read_resample"] += time.perf_counter() - began
-        began, separating = time.perf_counter(), sum(timings[s] for s in _SEPARATOR_STAGES)
+        stopwatch.add("read_resample", began)
+        began, separating = time.perf_counter(), stopwatch.separating()
         rate, channels = reader.sample_rate_hz, reader.n_channels
         blocks = separator.separate_blocks(reader.read, reader.n_samples, channels, rate,
                                            on_progress=on_progress)
         written = write_separation(blocks, reader.read, reader.n_samples, channels, rate,
                                    vocals_path, accompaniment_path, output_format, clip_mode)
-    separating = sum(timings[stage] for stage in _SEPARATOR_STAGES) - separating
-    timings["writing"] += time.perf_counter() - began - separating  # with the second read
+    # the rest is writing, with the second read of the input
+    stopwatch.add("writing", began + stopwatch.separating() - separating)
     return written
 
 

@@ -37,6 +37,7 @@ from keras_unet.core.precision import resolve_precision
 from keras_unet.core.config import (BEST_MODEL_FILE, HISTORY_FILE, MASK_LAYER, MODELS_DIR,
                                     RUN_CONFIG_FILE, RunConfig)
 from keras_unet.core.files import atomic_path
+from keras_unet.core.messages import error_line
 from keras_unet.core.model import build_model
 from keras_unet.core.saving import load_model, save_keras
 from keras_unet.core.steps import batch_weight, masked_l1_loss
@@ -328,8 +329,8 @@ def checked_on_device(make_dataset: Callable[..., tf.data.Dataset],
     try:
         next(iter(dataset.take(1)))
     except (tf.errors.OpError, NotImplementedError, TypeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[:1] or [type(error).__name__]
-        print(f"warning: the STFT stage cannot run on {device} ({reason[0]}); it runs on "
+        print(f"warning: the STFT stage cannot run on {device} "
+              f"({error_line(error, first=True)}); it runs on "
               "the CPU (--stft-device cpu says so at once)", file=sys.stderr)
         return make_dataset(device=None)
     return dataset

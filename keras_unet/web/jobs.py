@@ -41,9 +41,11 @@ from keras_unet.separation import song_files
 from keras_unet.core.precision import policy_of
 from keras_unet.separation.separator import Separator
 from keras_unet.separation.writing import WRITE_BLOCK_SAMPLES
-from keras_unet.core.audio_io import AudioError, STEM_SUFFIXES, open_audio
+from keras_unet.core.audio_io import (STEM_SUFFIXES, AudioError, integer_steps, open_audio,
+                                      quantise)
 from keras_unet.core.config import INFERENCE_BATCH_SIZE, KERAS_FILE
 from keras_unet.core.files import atomic_path
+from keras_unet.core.messages import last_line
 from keras_unet.core.saving import ModelFileError, load_model, model_file, run_config_of
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -192,13 +194,13 @@ def _write_mix(input_path: str, mix_path: str, scale: float) -> None:
     Where the decoded mix exceeds full scale (a decoder's overshoot) it is
     clipped here only; the outputs keep it.
     """
-    steps = 1 << 15
+    steps = integer_steps("wav16")
     with open_audio(input_path) as reader, atomic_path(mix_path, suffix=".wav") as temporary, \
             soundfile.SoundFile(temporary, "w", reader.sample_rate_hz, reader.n_channels,
                                 subtype="PCM_16", format="WAV") as out:
         for start in range(0, reader.n_samples, WRITE_BLOCK_SAMPLES):
             samples = reader.read(start, min(reader.n_samples, start + WRITE_BLOCK_SAMPLES))
-            quantised = np.rint(np.float64(scale) * samples * steps)
+            quantised = quantise(np.float64(scale) * samples, steps)
             out.write(np.clip(quantised, -steps, steps - 1).astype(np.int16))
 
 
@@ -472,8 +474,8 @@ class JobQueue:
             self._end(job, state=FAILED, error=message.replace(job.input_path, job.name)
                       if job.input_path in message else f"{job.name}: {message}")
         except Exception as error:  # one broken song must not stop the queue
-            last = str(error).strip().splitlines()[-1:] or [""]
-            print(f"error: {job.name}: separation failed ({type(error).__name__}: {last[0]})",
+            print(f"error: {job.name}: separation failed "
+                  f"({type(error).__name__}: {last_line(str(error))})",
                   file=sys.stderr)
             self._end(job, state=FAILED,
                       error=f"{job.name}: separation failed ({type(error).__name__})")
