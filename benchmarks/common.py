@@ -1,4 +1,4 @@
-"""What the three benchmark scripts share: timing, the machine, the table.
+"""What the benchmark scripts share: timing, the machine, the table.
 
 Method (every script): a callable is run `warmup` times untimed (tracing,
 oneDNN kernel selection, allocator growth), then timed `repeats` times, each

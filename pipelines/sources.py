@@ -61,8 +61,6 @@ from pipelines import mir1k
 _LOGGER = logging.getLogger(__name__)
 
 ACCOMPANIMENT_STEMS = ("drums", "bass", "other")
-STEMS_PER_TRACK = 2  # vocals, accompaniment
-_BYTES_PER_SAMPLE = 4  # float32
 # Stream order of MUSDB18 `.stem.mp4` files (and of the bundled clip): the mixture, then
 # the stems.
 MIXTURE_STEM = 0
@@ -100,12 +98,6 @@ class Track:
     def mix(self) -> np.ndarray:
         """vocals + accompaniment, float32 (samples, channels)."""
         return self.vocals + self.accompaniment
-
-
-def cache_bytes(seconds: float, sample_rate_hz: int, channels: int = 1,
-                stems: int = STEMS_PER_TRACK) -> int:
-    """Bytes the decoded cache takes: seconds x rate x channels x stems x 4 (float32)."""
-    return int(round(seconds * sample_rate_hz)) * channels * stems * _BYTES_PER_SAMPLE
 
 
 def load_tracks(config: RunConfig):

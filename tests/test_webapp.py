@@ -23,8 +23,8 @@ import soundfile
 
 from keras_unet.cli import separate
 from keras_unet.separation import song_files
-from keras_unet.web.jobs import (FILES, Job, JobQueue, _waiting_words, display_name,
-                                  download_name)
+from keras_unet.web.files import display_name, download_name
+from keras_unet.web.jobs import FILES, Job, JobQueue, _waiting_words
 from keras_unet.separation.separator import BLOCK_SECONDS
 from keras_unet.web.webapp import WEB_FOLDER, create_app
 from keras_unet.core.config import ModelConfig, RunConfig

@@ -105,18 +105,16 @@ def _process(separator, args, path: str, paths: dict) -> None:
             os.rmdir(paths["folder"])
 
 
-def main(argv=None) -> int:
-    process_start = time.perf_counter()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check_flags(parser, args: argparse.Namespace) -> None:
+    """Fails on flags that cannot work together, a missing model or reference, or an
+    output folder that cannot be written."""
+    from keras_unet.core.audio_io import AudioError, check_readable
+
     check_batch_size(args)
     check_output_flags(args)
     if args.reference is not None and len(args.inputs) > 1:
         parser.error("argument --reference: gives the vocals of one input; "
                      f"received {len(args.inputs)} inputs")
-
-    from keras_unet.core.audio_io import AudioError, check_readable
-
     check_model_exists(args.model)
     if args.reference is not None:
         try:
@@ -130,7 +128,14 @@ def main(argv=None) -> int:
     if not os.access(args.output_dir, os.W_OK | os.X_OK):
         fail(f"-o {args.output_dir}: output folder is not writable")
 
-    # Cheap checks first, so bad inputs are reported before TensorFlow loads.
+
+def _checked_inputs(args: argparse.Namespace):
+    """(the inputs to separate as (path, output paths), how many were refused).
+
+    Cheap checks, so bad inputs are reported before TensorFlow loads.
+    """
+    from keras_unet.core.audio_io import AudioError, check_readable
+
     failures, jobs, folders = 0, [], {}
     protected = {os.path.realpath(path) for path in args.inputs + [args.reference] if path}
     for path in args.inputs:
@@ -146,23 +151,14 @@ def main(argv=None) -> int:
         except (AudioError, InputError) as error:
             print(f"error: {error}", file=sys.stderr)
             failures += 1
-    if not jobs:
-        return 2
+    return jobs, failures
 
-    import_tensorflow_quietly()
-    from keras_unet.separation.separator import Separator
-    from keras_unet.separation.stopwatch import Stopwatch
-    from keras_unet.core.saving import ModelFileError, load_model
 
-    try:
-        model = load_model(args.model)
-    except ModelFileError as error:
-        fail(f"--model {error}")
-    stopwatch = Stopwatch()
-    stopwatch.add("startup_model_load", process_start)
-    separator = Separator(model, precision=args.precision, batch_size=args.batch_size,
-                          progress=sys.stderr.isatty(), stopwatch=stopwatch)
+def _separate_each(separator, args: argparse.Namespace, jobs: list) -> int:
+    """Separates every input in turn; returns how many failed (each named on stderr)."""
+    from keras_unet.core.audio_io import AudioError
 
+    failures = 0
     for path, paths in jobs:
         try:
             _process(separator, args, path, paths)
@@ -174,12 +170,36 @@ def main(argv=None) -> int:
             continue
         except Exception as error:  # one broken input must not stop the others
             print(f"error: {path}: separation failed ({type(error).__name__}: "
-                  f"{last_line(str(error))})",
-                  file=sys.stderr)
+                  f"{last_line(str(error))})", file=sys.stderr)
             failures += 1
             continue
         print(f"{path} -> {paths['folder']}")
+    return failures
+
+
+def main(argv=None) -> int:
+    process_start = time.perf_counter()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_flags(parser, args)
+    jobs, failures = _checked_inputs(args)
+    if not jobs:
+        return 2
+
+    import_tensorflow_quietly()
+    from keras_unet.core.saving import ModelFileError, load_model
+    from keras_unet.separation.separator import Separator
+    from keras_unet.separation.stopwatch import Stopwatch
+
+    try:
+        model = load_model(args.model)
+    except ModelFileError as error:
+        fail(f"--model {error}")
+    stopwatch = Stopwatch()
+    stopwatch.add("startup_model_load", process_start)
+    separator = Separator(model, precision=args.precision, batch_size=args.batch_size,
+                          progress=sys.stderr.isatty(), stopwatch=stopwatch)
+    failures += _separate_each(separator, args, jobs)
     if args.timings:
         print(stopwatch.report(len(jobs), time.perf_counter() - process_start), file=sys.stderr)
     return 2 if failures else 0
-

@@ -444,16 +444,3 @@ class AudioWriter:
 
     def __exit__(self, *exc_info):
         self.abort()  # nothing left to do after `commit`
-
-
-def write_audio(path: str, samples: np.ndarray, sample_rate_hz: int,
-                output_format: str = "wav16") -> None:
-    """Writes a whole (samples, channels) array atomically, through `AudioWriter`.
-
-    Raises:
-        AudioError: the folder cannot be written.
-    """
-    samples = np.asarray(samples, np.float32).reshape(len(samples), -1)
-    with AudioWriter(path, sample_rate_hz, samples.shape[1], output_format) as writer:
-        writer.write(samples)
-        writer.commit()

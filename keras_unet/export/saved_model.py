@@ -54,7 +54,6 @@ CONFIG_FILE = RUN_CONFIG_FILE
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
 
-DEFAULT_SIGNATURE = "serving_default"
 MASK_SIGNATURE = "mask"
 SEPARATE_SIGNATURE = "separate"
 CONFIG_SIGNATURE = "config"

@@ -17,11 +17,9 @@ resampler's roll-off just below it). The vocals are
   resampler's stop band right under Nyquist) from counting.
 The two parts sum to the mix, so a mask of ones returns the mix. Applying
 the mask on its own grid below Nyquist, rather than interpolated onto the
-full-rate grid, keeps it sharp: with the ideal mask of the bundled clip this
-scores 7.02 dB vocals SDR, against 6.89 for the model's rate alone
-(resampled up, nothing above 4096 Hz) and 6.51 for the whole mask mapped
-onto the full-rate grid (`benchmarks/full_band.py` measures a model). The
-accompaniment is always mix - vocals, so the two sum to the input exactly.
+full-rate grid, keeps it sharp (the README's *Full band* gives the scores
+of the three ways with the ideal mask; `benchmarks/full_band.py` measures a
+model's). The accompaniment is always mix - vocals, so the two sum to the input exactly.
 
 `full_band_vocals` applies the rule to a whole song (for masks that do not
 come from the model: the oracle of `keras_unet.evaluation.estimates`, and the
