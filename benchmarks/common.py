@@ -1,4 +1,4 @@
-"""What the three benchmark scripts share: timing, the machine, the table.
+"""What the benchmark scripts share: timing, the machine, the table.
 
 Method (every script): a callable is run `warmup` times untimed (tracing,
 oneDNN kernel selection, allocator growth), then timed `repeats` times, each
@@ -152,7 +152,7 @@ def cpu_model() -> str:
 
 def describe_machine() -> str:
     """One line: CPU model, cores usable by this process, bfloat16 support."""
-    from keras_unet.apps.precision import BF16_CPU_FLAGS, cpu_flags
+    from keras_unet.core.precision import BF16_CPU_FLAGS, cpu_flags
 
     bf16 = sorted(set(BF16_CPU_FLAGS) & cpu_flags()) or ["no bf16 flags"]
     return f"{cpu_model()}, {usable_cores()} cores, {', '.join(bf16)}"

@@ -19,19 +19,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import format_table  # noqa: E402
-from keras_unet.cli import (DEFAULT_MODEL, ArgumentParser, fail,  # noqa: E402
-                            import_tensorflow_quietly)
-from keras_unet.core.config import PRECISIONS  # noqa: E402
+from keras_unet.cli import (ArgumentParser, add_model_flag, add_precision_flag,  # noqa: E402
+                            fail, import_tensorflow_quietly)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python benchmarks/full_band.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="a .keras file or SavedModel folder (default: the shipped "
-                             "saved_models/default)")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="model precision (default: auto)")
+    add_model_flag(parser)
+    add_precision_flag(parser)
     return parser
 
 
@@ -39,26 +35,27 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import_tensorflow_quietly()
 
-    from keras_unet.apps import evaluation
-    from keras_unet.apps.separator import Separator
+    from pipelines import reference_tracks
+    from keras_unet.evaluation import scoring
+    from keras_unet.separation.separator import Separator
     from keras_unet.core.saving import ModelFileError, load_model
 
     try:
         separator = Separator(load_model(args.model), precision=args.precision)
     except ModelFileError as error:
         fail(str(error))
-    track = evaluation.bundled_clip()
+    track = reference_tracks.bundled_clip()
     methods = {"full band (separate.py)": separator.separate,
                "naive: 8192 Hz, resampled up": separator.model_rate_separate}
     rows, sdr = [], {}
     for name, separate in methods.items():
         vocals, accompaniment = separate(track.mixture, track.sample_rate_hz)
-        scores = evaluation.score(track.references,
+        scores = scoring.score(track.references,
                                   {"vocals": vocals, "accompaniment": accompaniment},
                                   track.sample_rate_hz)
         sdr[name] = (scores["vocals"]["SDR"], scores["accompaniment"]["SDR"])
         rows.append([name, f"{sdr[name][0]:.2f}", f"{sdr[name][1]:.2f}"])
-    print(f"model: {args.model}; clip: {evaluation.bundled_clip_name()}, "
+    print(f"model: {args.model}; clip: {reference_tracks.bundled_clip_name()}, "
           f"{track.sample_rate_hz} Hz; BSS Eval v4 SDR (dB), median over 1 s windows")
     print(format_table(["method", "vocals SDR", "accompaniment SDR"], rows))
     (full, naive) = sdr.values()

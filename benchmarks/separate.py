@@ -30,10 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import describe_machine, format_table  # noqa: E402
 from keras_unet.core.config import PRECISIONS  # noqa: E402
+from keras_unet.separation.stopwatch import STAGES  # noqa: E402
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE_HZ = 44100
-STAGES = ("startup_model_load", "read_resample", "model", "reconstruction", "writing")
 TARGET_SECONDS, TARGET_MEMORY_RATIO, TARGET_MEMORY_MB = 6.0, 1.3, 2048
 
 

@@ -3,12 +3,14 @@
 Layers, each importing only from those below it (checked by the
 import-linter contract in setup.cfg):
 
-    train.py, separate.py, evaluate.py, export.py, keras_unet/__main__.py,
-    keras_unet/cli.py, keras_unet/app.py (the web page), benchmarks/   command lines
-    keras_unet/apps/      training, separation, writing, export, evaluation, the web page
-    pipelines/            training input: sources, patches, augmentation, tf.data
+    train.py, separate.py, evaluate.py, export.py   a few lines each over keras_unet/cli/
+    keras_unet/cli/, keras_unet/__main__.py, keras_unet/app.py (the web page),
+    benchmarks/                                      command lines
+    keras_unet/training/, evaluation/, web/          capabilities on those below
+    keras_unet/separation/, export/                  capabilities on the core
+    pipelines/            input: sources, patches, augmentation, tf.data; evaluation's tracks
     keras_unet/core/      config, files, audio I/O, STFT, the model, its loss,
-                          patches and masks: what a trained model needs
+                          patches and masks, precision: what a trained model needs
 
 This package exports the configuration classes, which import without
 TensorFlow, and the model API (`build_unet`, `build_model`, `MaskModel`,

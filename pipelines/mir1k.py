@@ -25,9 +25,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from keras_unet.core import audio_io
+from keras_unet.core.config import SUBSETS
 
 TRAIN_SINGERS = ("abjones", "amy")
-SUBSETS = ("train", "test")
 WAV_FOLDER = "Wavfile"
 _CLIP_NAME = re.compile(r"^(?P<singer>[A-Za-z0-9]+)_(?P<song>\d+)_(?P<clip>\d+)\.wav$")
 

@@ -55,15 +55,16 @@ import tqdm
 from keras_unet.core import audio_io
 from keras_unet.core.config import RunConfig
 from keras_unet.core.files import atomic_path
+from keras_unet.core.messages import error_line
 from pipelines import mir1k
 
 _LOGGER = logging.getLogger(__name__)
 
 ACCOMPANIMENT_STEMS = ("drums", "bass", "other")
-STEMS_PER_TRACK = 2  # vocals, accompaniment
-_BYTES_PER_SAMPLE = 4  # float32
-# Stream order of MUSDB18 `.stem.mp4` files (and of the bundled clip).
-_STEM_IDS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}
+# Stream order of MUSDB18 `.stem.mp4` files (and of the bundled clip): the mixture, then
+# the stems.
+MIXTURE_STEM = 0
+STEM_IDS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}
 
 # (source path, rate, mono) -> (vocals, accompaniment), kept for the process.
 _DECODED = {}
@@ -97,12 +98,6 @@ class Track:
     def mix(self) -> np.ndarray:
         """vocals + accompaniment, float32 (samples, channels)."""
         return self.vocals + self.accompaniment
-
-
-def cache_bytes(seconds: float, sample_rate_hz: int, channels: int = 1,
-                stems: int = STEMS_PER_TRACK) -> int:
-    """Bytes the decoded cache takes: seconds x rate x channels x stems x 4 (float32)."""
-    return int(round(seconds * sample_rate_hz)) * channels * stems * _BYTES_PER_SAMPLE
 
 
 def load_tracks(config: RunConfig):
@@ -146,7 +141,7 @@ def _load_bundled_clip(config: RunConfig):
 
     path = stempeg.example_stem_path()
     track = _cached_track(audio_io.song_name(path), path, config,
-                          lambda: _decode_stem_file(path, _STEM_IDS, config.stft.sample_rate_hz))
+                          lambda: _decode_stem_file(path, STEM_IDS, config.stft.sample_rate_hz))
     train, validation = _split_tail(track, path, config)
     return [train], [validation]
 
@@ -222,7 +217,7 @@ def _musdb_splits(root: str, is_wav: bool):
     except audio_io.AudioError as error:
         raise DataError(str(error)) from None
     except Exception as error:  # musdb and ffprobe fail with many types
-        raise DataError(f"{root}: cannot list MUSDB tracks ({_first_line(error)})") from None
+        raise DataError(f"{root}: cannot list MUSDB tracks ({error_line(error)})") from None
     held_out = set(database.setup["validation_tracks"])
     tracks = sorted(database.tracks, key=lambda track: track.name)
     return ([track for track in tracks if track.name not in held_out],
@@ -275,7 +270,7 @@ def _decode_stem_file(path: str, stem_ids: dict, rate_hz: int):
     try:
         streams, rate_in = stempeg.read_stems(path, dtype=np.float32, always_3d=True)
     except Exception as error:  # ffmpeg's failures surface as many types
-        raise DataError(f"{path}: cannot decode stems ({_first_line(error)})") from None
+        raise DataError(f"{path}: cannot decode stems ({error_line(error)})") from None
     if streams.shape[0] <= max(stem_ids.values()):
         raise DataError(f"{path}: holds {streams.shape[0]} streams, expected "
                         f"{max(stem_ids.values()) + 1} (mixture, drums, bass, other, vocals)")
@@ -350,8 +345,3 @@ def _split_tail(track: Track, path: str, config: RunConfig):
 def _cause(error: audio_io.AudioError) -> str:
     """An AudioError's message without the leading "path: "."""
     return str(error).split(": ", 1)[-1]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[-1][:200]

@@ -1,7 +1,9 @@
 """The architecture is a checked contract: import-linter's contracts in setup.cfg.
 
-Layers, bottom to top: `keras_unet.core`, `pipelines`, `keras_unet.apps`,
-the command lines (`keras_unet.__main__`, `keras_unet.cli`, `keras_unet.app`,
+Layers, bottom to top: `keras_unet.core`, `pipelines`, the capabilities
+(`keras_unet.separation` and `.export`; `.training`, `.evaluation` and
+`.web` on them), the command lines (`keras_unet.__main__`, `keras_unet.cli`,
+`keras_unet.app`,
 `benchmarks`; the scripts train.py, separate.py, evaluate.py and export.py
 import only from below by being outside every package). No module of a
 package imports another in a cycle, and the core uses no dataset, scoring,
@@ -31,17 +33,17 @@ def test_imports_keep_to_the_layers():
 
 
 def test_an_upward_import_breaks_the_contract(tmp_path):
-    """The core importing an application, planted in a copy: all three contracts break."""
+    """The core importing a capability, planted in a copy: all three contracts break."""
     for package in ("keras_unet", "pipelines", "benchmarks"):
         shutil.copytree(os.path.join(REPOSITORY, package), tmp_path / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(os.path.join(REPOSITORY, "setup.cfg"), tmp_path)
     masking = tmp_path / "keras_unet" / "core" / "masking.py"
-    masking.write_text(masking.read_text() + "\nfrom keras_unet.apps import separator\n")
+    masking.write_text(masking.read_text() + "\nfrom keras_unet.separation import separator\n")
     code, report = _lint_imports(tmp_path)
     assert code != 0
     assert "0 kept, 3 broken" in report, report[-4000:]
-    assert "keras_unet.core is not allowed to import keras_unet.apps" in report
-    assert "- keras_unet.core.masking -> keras_unet.apps.separator" in report
-    assert "No cycles are allowed in keras_unet" in report  # core -> apps -> core
+    assert "keras_unet.core is not allowed to import keras_unet.separation" in report
+    assert "- keras_unet.core.masking -> keras_unet.separation.separator" in report
+    assert "No cycles are allowed in keras_unet" in report  # core -> separation -> core
     assert "keras_unet.core is not allowed to import tqdm" in report  # through separator

@@ -1,4 +1,4 @@
-"""evaluate.py and keras_unet.apps.evaluation: baselines with known scores, the report, bad input."""
+"""evaluate.py and keras_unet.evaluation: baselines with known scores, the report, bad input."""
 
 import dataclasses
 import json
@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import soundfile
 
-import evaluate
-from keras_unet.apps import evaluation
+from keras_unet.cli import evaluate
+from keras_unet.evaluation import estimates
+from pipelines import reference_tracks
+from keras_unet.evaluation import run
+from keras_unet.evaluation import scoring
 from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +30,7 @@ def _band_noise(rng, n_samples, channels, rate, low_hz, high_hz):
     return noise / noise.std()
 
 
-def disjoint_track(rate=16000, seconds=2.0, seed=0, channels=2) -> evaluation.Track:
+def disjoint_track(rate=16000, seconds=2.0, seed=0, channels=2) -> reference_tracks.Track:
     """Vocals below 1 kHz (harmonics and noise, 2 Hz tremolo), accompaniment in 2-3.5 kHz.
 
     Each source also gets independent white noise 60 dB below it: BSS Eval
@@ -47,7 +50,7 @@ def disjoint_track(rate=16000, seconds=2.0, seed=0, channels=2) -> evaluation.Tr
     vocals += 1e-3 * rng.standard_normal(vocals.shape)
     accompaniment += 1e-3 * rng.standard_normal(accompaniment.shape)
     vocals, accompaniment = vocals.astype(np.float32), accompaniment.astype(np.float32)
-    return evaluation.Track("disjoint", vocals + accompaniment, vocals, accompaniment, rate)
+    return reference_tracks.Track("disjoint", vocals + accompaniment, vocals, accompaniment, rate)
 
 
 def write_track(folder, track, accompaniment=True):
@@ -74,21 +77,21 @@ def tiny_model_path(tmp_path_factory):
 def test_ideal_ratio_mask_values():
     vocals = np.array([0.0, 1.0, 3.0, 0.0])
     accompaniment = np.array([0.0, 1.0, 1.0, 2.0])
-    np.testing.assert_allclose(evaluation.ideal_ratio_mask(vocals, accompaniment),
+    np.testing.assert_allclose(estimates.ideal_ratio_mask(vocals, accompaniment),
                                [0.0, 0.5, 0.75, 0.0])
 
 
 def test_oracle_reaches_high_sdr_where_the_sources_do_not_overlap():
     track = disjoint_track()
     stft_config = StftConfig()
-    scores = {method: evaluation.score(track.references, estimate(track), track.sample_rate_hz)
-              for method, estimate in evaluation.estimators(None, stft_config).items()}
-    for source in evaluation.SOURCES:
+    scores = {method: scoring.score(track.references, estimate(track), track.sample_rate_hz)
+              for method, estimate in estimates.estimators(None, stft_config).items()}
+    for source in scoring.SOURCES:
         assert scores["oracle"][source]["SDR"] > 20, scores
         assert scores["oracle"][source]["SIR"] > 20, scores
         assert scores["mixture"][source]["SDR"] < 10, scores
         assert scores["oracle"][source]["SDR"] - scores["mixture"][source]["SDR"] > 15
-    oracle = evaluation.oracle_estimates(track, stft_config)
+    oracle = estimates.oracle_estimates(track, stft_config)
     np.testing.assert_allclose(oracle["vocals"] + oracle["accompaniment"], track.mixture,
                                atol=1e-6)
 
@@ -96,18 +99,18 @@ def test_oracle_reaches_high_sdr_where_the_sources_do_not_overlap():
 def test_full_rate_oracle_at_the_models_rate_is_the_model_rate_oracle():
     track = disjoint_track(rate=8192, seconds=1.0)
     stft_config = StftConfig()
-    model_rate = evaluation.oracle_estimates(track, stft_config)
-    full_rate = evaluation.oracle_full_rate_estimates(track, stft_config)
-    for source in evaluation.SOURCES:
+    model_rate = estimates.oracle_estimates(track, stft_config)
+    full_rate = estimates.oracle_full_rate_estimates(track, stft_config)
+    for source in scoring.SOURCES:
         np.testing.assert_allclose(model_rate[source], full_rate[source], atol=1e-5)
 
 
 def test_median_over_tracks_skips_undefined_values():
     def scores(vocals_sdr):
-        values = {metric: 1.0 for metric in evaluation.METRICS}
+        values = {metric: 1.0 for metric in scoring.METRICS}
         return {"oracle": {"vocals": {**values, "SDR": vocals_sdr}, "accompaniment": values}}
 
-    median = evaluation.median_over_tracks({"a": scores(1.0), "b": scores(5.0),
+    median = scoring.median_over_tracks({"a": scores(1.0), "b": scores(5.0),
                                             "c": scores(3.0), "d": scores(None)})
     assert median["oracle"]["vocals"]["SDR"] == 3.0
     assert median["oracle"]["accompaniment"]["SIR"] == 1.0
@@ -116,7 +119,7 @@ def test_median_over_tracks_skips_undefined_values():
 def test_track_folder_without_accompaniment_uses_mixture_minus_vocals(tmp_path):
     track = disjoint_track(rate=8000, seconds=0.5)
     write_track(tmp_path / "song", track, accompaniment=False)
-    loaded = evaluation.load_track_folder(str(tmp_path / "song"))
+    loaded = reference_tracks.load_track_folder(str(tmp_path / "song"))
     assert loaded.name == "song" and loaded.sample_rate_hz == 8000
     np.testing.assert_allclose(loaded.accompaniment, track.mixture - track.vocals, atol=1e-6)
 
@@ -125,8 +128,8 @@ def test_track_folder_with_mismatched_rates_is_refused(tmp_path):
     track = disjoint_track(rate=8000, seconds=0.5)
     write_track(tmp_path / "song", track)
     soundfile.write(tmp_path / "song" / "vocals.wav", track.vocals, 16000)
-    with pytest.raises(evaluation.TrackError, match="vocals.wav: 16000 Hz"):
-        evaluation.load_track_folder(str(tmp_path / "song"))
+    with pytest.raises(reference_tracks.TrackError, match="vocals.wav: 16000 Hz"):
+        reference_tracks.load_track_folder(str(tmp_path / "song"))
 
 
 def test_musdb_hq_tracks_are_listed_and_read(tmp_path):
@@ -139,15 +142,15 @@ def test_musdb_hq_tracks_are_listed_and_read(tmp_path):
         for name, samples in stems.items():
             soundfile.write(folder / f"{name}.wav", samples, 44100, subtype="FLOAT")
         soundfile.write(folder / "mixture.wav", sum(stems.values()), 44100, subtype="FLOAT")
-    loaders = evaluation.track_loaders(musdb_root=str(tmp_path), subset="test", is_wav=True)
+    loaders = reference_tracks.track_loaders(musdb_root=str(tmp_path), subset="test", is_wav=True)
     assert [name for name, _ in loaders] == ["A - One", "B - Two"]
     track = loaders[0][1]()
     assert track.name == "A - One" and track.sample_rate_hz == 44100
     np.testing.assert_allclose(track.vocals, stems["vocals"], atol=1e-4)  # musdb: 16 bit
     np.testing.assert_allclose(track.accompaniment,
                                stems["drums"] + stems["bass"] + stems["other"], atol=3e-4)
-    with pytest.raises(evaluation.TrackError, match="no MUSDB18-HQ WAV folders in train/"):
-        evaluation.track_loaders(musdb_root=str(tmp_path), subset="train", is_wav=True)
+    with pytest.raises(reference_tracks.TrackError, match="no MUSDB18-HQ WAV folders in train/"):
+        reference_tracks.track_loaders(musdb_root=str(tmp_path), subset="train", is_wav=True)
 
 
 # === The command line ===
@@ -176,11 +179,11 @@ def test_cli_writes_table_json_and_plot(tmp_path, tiny_model_path, capsys):
     for scores in [*document["tracks"].values(), document["median"]]:
         assert list(scores) == methods
         for method in methods:
-            for source in evaluation.SOURCES:
-                assert set(scores[method][source]) == set(evaluation.METRICS)
+            for source in scoring.SOURCES:
+                assert set(scores[method][source]) == set(scoring.METRICS)
                 assert all(math.isfinite(value) for value in scores[method][source].values())
     for method in methods:  # the median of two tracks is their mean
-        for source in evaluation.SOURCES:
+        for source in scoring.SOURCES:
             both = [document["tracks"][name][method][source]["SDR"] for name in ("one", "two")]
             assert document["median"][method][source]["SDR"] == pytest.approx(np.mean(both))
     for name in ("one", "two"):
@@ -207,17 +210,17 @@ def test_parallel_scoring_gives_the_same_scores_and_the_same_failures(tmp_path):
                     disjoint_track(rate=8000, seconds=1.0, seed=seed, channels=1))
     write_track(tracks / "t0", disjoint_track(rate=8000, seconds=1.0, channels=1))
     (tracks / "t0" / "mixture.wav").write_text("not audio\n")
-    loaders = evaluation.track_loaders(tracks_dir=str(tracks))
-    methods = {"mixture": evaluation.mixture_estimates}
-    serial, seconds, failed = evaluation.evaluate_tracks(loaders, methods, jobs=1,
+    loaders = reference_tracks.track_loaders(tracks_dir=str(tracks))
+    methods = {"mixture": estimates.mixture_estimates}
+    serial, seconds, failed = run.evaluate_tracks(loaders, methods, jobs=1,
                                                          progress=False)
-    parallel, _, failed_parallel = evaluation.evaluate_tracks(loaders, methods, jobs=2,
+    parallel, _, failed_parallel = run.evaluate_tracks(loaders, methods, jobs=2,
                                                               progress=False)
     assert list(parallel) == list(serial) == list(seconds) == ["t1", "t2"]
     assert list(failed) == ["t0"] and "mixture.wav: not a readable audio file" in failed["t0"]
     assert failed_parallel == failed
     for name in serial:  # BLAS thread counts differ between the processes: rounding only
-        for source in evaluation.SOURCES:
+        for source in scoring.SOURCES:
             assert parallel[name]["mixture"][source] == pytest.approx(
                 serial[name]["mixture"][source], rel=1e-9)
 
@@ -302,7 +305,7 @@ def test_bundled_clip_oracle_above_model_and_mixture(tmp_path, tiny_model_path):
                   for method in document["methods"]}
     assert vocals_sdr["oracle"] > vocals_sdr["model"]
     assert vocals_sdr["oracle"] > vocals_sdr["mixture"]
-    assert list(document["tracks"]) == [evaluation.bundled_clip_name()]
+    assert list(document["tracks"]) == [reference_tracks.bundled_clip_name()]
 
 
 # === MIR-1K: BSS Eval v3, GNSDR ===
@@ -343,10 +346,10 @@ def _error_20_db_below_the_vocals(track):
 
 
 def test_gnsdr_is_the_length_weighted_sdr_gain_over_the_mixture(mir1k_root):
-    loaders = evaluation.mir1k_loaders(str(mir1k_root), "test")
+    loaders = reference_tracks.mir1k_loaders(str(mir1k_root), "test")
     assert [name for name, _ in loaders] == ["bobon_1_01", "bobon_1_02"]
-    tracks, seconds, _ = evaluation.evaluate_tracks(
-        loaders, {"known": _error_20_db_below_the_vocals, "mixture": evaluation.mixture_estimates},
+    tracks, seconds, _ = run.evaluate_tracks(
+        loaders, {"known": _error_20_db_below_the_vocals, "mixture": estimates.mixture_estimates},
         progress=False, bss_eval_v3=True)
     assert seconds == {"bobon_1_01": 1.0, "bobon_1_02": 3.0}
     first, second = (tracks[name]["known"]["vocals"] for name in seconds)
@@ -357,7 +360,7 @@ def test_gnsdr_is_the_length_weighted_sdr_gain_over_the_mixture(mir1k_root):
     assert second["NSDR_v3"] == pytest.approx(26.02, abs=0.3)
     assert tracks["bobon_1_02"]["mixture"]["vocals"]["SDR_v3"] == pytest.approx(-6.02, abs=0.3)
 
-    known = evaluation.global_v3(tracks, seconds)["known"]["vocals"]
+    known = scoring.global_v3(tracks, seconds)["known"]["vocals"]
     assert known["GNSDR"] == pytest.approx((20.0 + 3 * 26.02) / 4, abs=0.3)  # not the mean, 23
     assert known["GSIR"] == pytest.approx(20.0, abs=0.5)
     assert known["GSDR"] == pytest.approx(20.0, abs=0.3)

@@ -1,6 +1,5 @@
 """SavedModel export: signatures, config inside, the separator graph, the CLI."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,9 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_unet.apps.export import CONFIG_FILE, TFLITE_FILE, export_saved_model
-from keras_unet.apps.precision import policy_of
-from keras_unet.apps.separator import Separator
+from keras_unet.export.saved_model import CONFIG_FILE, TFLITE_FILE, export_saved_model
+from keras_unet.core.precision import policy_of
+from keras_unet.separation.separator import Separator
+from keras_unet.cli import export as export_cli
 from keras_unet.core.config import KERAS_FILE, ModelConfig, RunConfig, StftConfig
 from keras_unet.core.masking import separate_mono
 from keras_unet.core.model import build_model, build_unet
@@ -25,10 +25,6 @@ RUN_CONFIG = RunConfig(stft=StftConfig(n_fft=256, hop_samples=192, patch_frames=
                        model=ModelConfig(depth=2, base_channels=4))
 N_BINS, N_FRAMES = RUN_CONFIG.stft.n_bins, RUN_CONFIG.stft.patch_frames
 
-_CLI_SPEC = importlib.util.spec_from_file_location("export_cli",
-                                                   os.path.join(REPO_ROOT, "export.py"))
-export_cli = importlib.util.module_from_spec(_CLI_SPEC)
-_CLI_SPEC.loader.exec_module(export_cli)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +255,7 @@ def test_export_refuses_a_model_that_does_not_match_its_config(tmp_path):
 def test_cli_exports_a_checkpoint_as_separator(model, tmp_path, monkeypatch, capsys):
     checkpoint = tmp_path / "best_model.keras"
     save_keras(model, str(checkpoint))
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(export_cli, "MODELS_DIR", str(tmp_path / "saved_models"))
     assert export_cli.main([str(checkpoint), "--kind", "separator"]) == 0
     directory = tmp_path / "saved_models" / "best_model"
     assert "saved_models/best_model" in capsys.readouterr().out
@@ -290,7 +286,9 @@ def test_cli_bad_checkpoint_gives_one_line_and_exit_2(model, tmp_path, capsys, c
     checkpoints = _corrupt_checkpoints(model, tmp_path)
     checkpoint = checkpoints.get(case, tmp_path / "absent.keras")
     output = tmp_path / "out"
-    assert export_cli.main([str(checkpoint), "-o", str(output)]) == 2
+    with pytest.raises(SystemExit) as exit:
+        export_cli.main([str(checkpoint), "-o", str(output)])
+    assert exit.value.code == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and str(checkpoint) in lines[0], captured.err
@@ -299,7 +297,9 @@ def test_cli_bad_checkpoint_gives_one_line_and_exit_2(model, tmp_path, capsys, c
 
 def test_cli_refuses_to_overwrite_its_input(model, tmp_path, capsys):
     export_saved_model(model, str(tmp_path / "exported"), kind="mask")
-    assert export_cli.main([str(tmp_path / "exported"), "-o", str(tmp_path / "exported")]) == 2
+    with pytest.raises(SystemExit) as exit:
+        export_cli.main([str(tmp_path / "exported"), "-o", str(tmp_path / "exported")])
+    assert exit.value.code == 2
     assert "would overwrite" in capsys.readouterr().err
 
 
@@ -311,4 +311,4 @@ def test_cli_bad_checkpoint_answers_before_tensorflow_loads(model, tmp_path, cas
     assert done.returncode == 2
     cause = {"missing": "no such checkpoint file or folder",
              "truncated": "not a .keras model (not a complete zip archive)"}[case]
-    assert done.stderr.splitlines() == [f"export.py: error: {checkpoint}: {cause}"]
+    assert done.stderr.splitlines() == [f"error: {checkpoint}: {cause}"]

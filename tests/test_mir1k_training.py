@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-import train
-from keras_unet.apps.callbacks import read_history
+from keras_unet.cli import train
+from keras_unet.training.callbacks import read_history
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIR1K_ROOT = os.environ.get("MIR1K_ROOT") or os.path.join(REPO, "..", "shared", "data", "MIR-1K")

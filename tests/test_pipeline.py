@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile
 import tensorflow as tf
 
 from keras_unet.core import audio_io, transforms
@@ -42,8 +43,8 @@ def _write_track(folder, vocals, accompaniment):
     stems = {"vocals": vocals, "drums": accompaniment, "bass": silence, "other": silence,
              "mixture": vocals + accompaniment}
     for name, mono in stems.items():
-        audio_io.write_audio(os.path.join(folder, f"{name}.wav"), np.stack([mono, mono], axis=1),
-                             SYNTHETIC_RATE_HZ, output_format="wav-float")
+        soundfile.write(os.path.join(folder, f"{name}.wav"), np.stack([mono, mono], axis=1),
+                        SYNTHETIC_RATE_HZ, subtype="FLOAT")
 
 
 @pytest.fixture(scope="module")
@@ -352,11 +353,6 @@ def test_the_disk_cache_spares_a_second_decode(musdb_hq_root, tmp_path, monkeypa
 
 def _must_not_decode(path):
     raise AssertionError(f"decoded {path} again")
-
-
-def test_cache_size_formula_fits_musdb_in_two_gigabytes():
-    assert sources.cache_bytes(1.0, 8192, channels=1) == 8192 * 2 * 4
-    assert sources.cache_bytes(6.5 * 3600, 8192, channels=1) < 2e9
 
 
 # === Errors ===

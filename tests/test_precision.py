@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_unet.apps import precision
+from keras_unet.core import precision
 from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig
 from keras_unet.core.model import build_model
 
@@ -141,7 +141,7 @@ def _train_and_compare(config: RunConfig, epochs: int, batch_size: int,
 
 def _compare_model(model, mix, true_vocals, sample_rate_hz):
     """Vocals SDR of `mix` separated in float32 and in mixed_bfloat16."""
-    from keras_unet.apps.separator import Separator
+    from keras_unet.separation.separator import Separator
 
     scores, estimates = {}, {}
     for name in ("float32", "mixed_bfloat16"):

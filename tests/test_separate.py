@@ -1,4 +1,4 @@
-"""separate.py and keras_unet.apps.separator: known answers, files on disk, streaming, bad input."""
+"""separate.py and keras_unet.separation.separator: known answers, files on disk, streaming, bad input."""
 
 import argparse
 import dataclasses
@@ -14,11 +14,11 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import separate
-from keras_unet.apps import song_files
-from keras_unet.apps.full_band import (full_band_vocals, full_rate_stft_config, map_mask,
+from keras_unet.cli import separate
+from keras_unet.separation import song_files
+from keras_unet.separation.full_band import (full_band_vocals, full_rate_stft_config, map_mask,
                                        model_frame_positions)
-from keras_unet.apps.separator import Separator
+from keras_unet.separation.separator import Separator
 from keras_unet.core import audio_io
 from keras_unet.core.audio_io import read_audio, resample
 from keras_unet.core.config import ModelConfig, RunConfig, StftConfig

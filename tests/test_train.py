@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import train
-from keras_unet.apps import training
-from keras_unet.apps.callbacks import CheckpointWriter, read_history
-from keras_unet.apps.training import (BACKUP_METADATA, MIN_LEARNING_STEPS, best_constant_mask,
+from keras_unet.cli import train
+from keras_unet.training import run as training
+from keras_unet.training.callbacks import CheckpointWriter, read_history
+from keras_unet.training.run import (BACKUP_METADATA, MIN_LEARNING_STEPS, best_constant_mask,
                                       initialise_mask_bias, learning_rate, short_run_warning)
 from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig, TrainConfig
 from keras_unet.core.model import build_model

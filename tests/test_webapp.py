@@ -1,4 +1,4 @@
-"""The web page's server (keras_unet.apps.webapp, .jobs, keras_unet.app) through Flask's test client.
+"""The web page's server (keras_unet.web.webapp, .jobs, keras_unet.app) through Flask's test client.
 
 A tiny random model keeps separations fast. What the page shows is checked
 against what `separate.py` writes for the same song and model, byte for
@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import soundfile
 
-import separate
-from keras_unet.apps import song_files
-from keras_unet.apps.jobs import (FILES, Job, JobQueue, _waiting_words, display_name,
-                                  download_name)
-from keras_unet.apps.separator import BLOCK_SECONDS
-from keras_unet.apps.webapp import WEB_FOLDER, create_app
+from keras_unet.cli import separate
+from keras_unet.separation import song_files
+from keras_unet.web.files import display_name, download_name
+from keras_unet.web.jobs import FILES, Job, JobQueue, _waiting_words
+from keras_unet.separation.separator import BLOCK_SECONDS
+from keras_unet.web.webapp import WEB_FOLDER, create_app
 from keras_unet.core.config import ModelConfig, RunConfig
 from keras_unet.core.model import build_model
 from keras_unet.core.saving import save_keras

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import soundfile
 
-import separate
-from keras_unet.apps.jobs import JobQueue
-from keras_unet.apps.webapp import create_app
+from keras_unet.cli import separate
+from keras_unet.web.jobs import JobQueue
+from keras_unet.web.webapp import create_app
 from keras_unet.cli import DEFAULT_MODEL
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -1,4 +1,4 @@
-"""keras_unet.apps.writing: what lands on disk, with known vocals and mix (no model)."""
+"""keras_unet.separation.writing: what lands on disk, with known vocals and mix (no model)."""
 
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from keras_unet.apps.writing import WRITE_BLOCK_SAMPLES, write_separation
+from keras_unet.separation.writing import WRITE_BLOCK_SAMPLES, write_separation
 from keras_unet.core.audio_io import AudioError, integer_steps
 
 RATE_HZ = 8000

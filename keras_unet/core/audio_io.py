@@ -25,6 +25,7 @@ import soundfile
 import soxr
 
 from keras_unet.core import files
+from keras_unet.core.messages import error_line, last_line
 
 STREAM_BLOCK_SAMPLES = 1 << 16
 """Samples per channel decoded at a time from a compressed file (1.5 s at 44.1 kHz)."""
@@ -65,7 +66,7 @@ def _probe_with_ffmpeg(path: str) -> Tuple[int, int]:
         capture_output=True, text=True, stdin=subprocess.DEVNULL)
     streams = json.loads(done.stdout or "{}").get("streams") if done.returncode == 0 else None
     if not streams:
-        cause = _last_line(done.stderr) or "no audio stream"
+        cause = last_line(done.stderr) or "no audio stream"
         raise AudioError(f"{path}: not a readable audio file ({cause})")
     return int(streams[0]["sample_rate"]), int(streams[0]["channels"])
 
@@ -93,7 +94,7 @@ def _ffmpeg_blocks(path: str, n_channels: int) -> Iterator[np.ndarray]:
                 yield np.frombuffer(data, np.float32).reshape(-1, n_channels)
             if process.wait() != 0:
                 errors.seek(0)
-                cause = _last_line(errors.read().decode("utf-8", "replace"))
+                cause = last_line(errors.read().decode("utf-8", "replace"))
                 raise AudioError(f"{path}: not a readable audio file ({cause or 'ffmpeg failed'})")
         finally:
             if process.poll() is None:
@@ -112,16 +113,7 @@ def _soundfile_blocks(path: str) -> Iterator[np.ndarray]:
         yield from soundfile.blocks(path, blocksize=STREAM_BLOCK_SAMPLES, dtype="float32",
                                     always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise AudioError(f"{path}: read failed ({_first_line(error)})") from None
-
-
-def _last_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1][:200] if lines else ""
-
-
-def _first_line(error: Exception) -> str:
-    return _last_line(str(error)) or type(error).__name__
+        raise AudioError(f"{path}: read failed ({error_line(error)})") from None
 
 
 def read_audio(path: str):
@@ -196,6 +188,14 @@ def integer_steps(output_format: str) -> Optional[int]:
     return None if bits is None else 1 << (bits - 1)
 
 
+def quantise(samples: np.ndarray, steps: int) -> np.ndarray:
+    """The nearest integer step of each sample, unclipped: the one rounding to integer formats.
+
+    float (samples, channels) -> int64, same shape; `steps` from `integer_steps`.
+    """
+    return np.rint(np.asarray(samples, np.float64) * steps).astype(np.int64)
+
+
 _SEEKABLE_FORMATS = ("WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF", "CAF")
 
 
@@ -224,7 +224,7 @@ class AudioReader:
             self._file.seek(start)
             samples = self._file.read(stop - start, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError) as error:
-            raise AudioError(f"{self.path}: read failed ({_first_line(error)})") from None
+            raise AudioError(f"{self.path}: read failed ({error_line(error)})") from None
         if len(samples) != stop - start:
             raise AudioError(f"{self.path}: file is truncated (expected {self.n_samples} "
                              "samples)")
@@ -404,7 +404,7 @@ class AudioWriter:
                                              subtype=subtype, format=extension.upper())
         except Exception as error:  # libsndfile refuses some rate/channel/format mixes
             os.unlink(self._temporary)
-            raise AudioError(f"{self.path}: cannot write ({_first_line(error)})") from None
+            raise AudioError(f"{self.path}: cannot write ({error_line(error)})") from None
 
     def write(self, samples: np.ndarray) -> None:
         """Appends (samples, channels): float32 full scale, or, for an integer format,
@@ -422,7 +422,7 @@ class AudioWriter:
             self._file.write(samples)
         except Exception as error:
             self.abort()
-            raise AudioError(f"{self.path}: cannot write ({_first_line(error)})") from None
+            raise AudioError(f"{self.path}: cannot write ({error_line(error)})") from None
 
     def commit(self) -> None:
         """Closes the file and renames it to `path`."""
@@ -431,7 +431,7 @@ class AudioWriter:
             files.publish(self._temporary, self.path)
         except Exception as error:
             self.abort()
-            raise AudioError(f"{self.path}: cannot write ({_first_line(error)})") from None
+            raise AudioError(f"{self.path}: cannot write ({error_line(error)})") from None
 
     def abort(self) -> None:
         """Closes and deletes the temporary file."""
@@ -444,16 +444,3 @@ class AudioWriter:
 
     def __exit__(self, *exc_info):
         self.abort()  # nothing left to do after `commit`
-
-
-def write_audio(path: str, samples: np.ndarray, sample_rate_hz: int,
-                output_format: str = "wav16") -> None:
-    """Writes a whole (samples, channels) array atomically, through `AudioWriter`.
-
-    Raises:
-        AudioError: the folder cannot be written.
-    """
-    samples = np.asarray(samples, np.float32).reshape(len(samples), -1)
-    with AudioWriter(path, sample_rate_hz, samples.shape[1], output_format) as writer:
-        writer.write(samples)
-        writer.commit()

@@ -8,6 +8,7 @@ its `RunConfig`, so a model file alone is enough to use it.
 
 import dataclasses
 import json
+import os
 from typing import Optional
 
 PRESETS = ("seed", "paper")
@@ -17,10 +18,19 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 STFT_DEVICES = ("auto", "cpu")
 LOSS_SOURCES = ("vocals", "both")
 WINDOWS = ("hann", "hamming")
-EXPORT_KINDS = ("mask", "separator", "both")  # SavedModel signatures (keras_unet.apps.export)
+EXPORT_KINDS = ("mask", "separator", "both")  # SavedModel signatures (keras_unet.export)
 RUN_CONFIG_FILE = "config.json"  # the RunConfig JSON beside checkpoints and in exports
 HISTORY_FILE = "history.csv"  # per-epoch losses, in TrainConfig.save_dir
 KERAS_FILE = "model.keras"  # the Keras model inside an export folder
+BEST_MODEL_FILE = "best_model.keras"  # the best checkpoint, in TrainConfig.save_dir
+MASK_LAYER = "mask_deconv"  # the model's layer before the mask's sigmoid
+SUBSETS = ("train", "test")  # the subsets of MUSDB18 and of MIR-1K's standard split
+INFERENCE_BATCH_SIZE = 8  # patches per model call when a model separates (a fixed shape)
+MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "saved_models")
+"""The models folder, beside the code rather than in the current folder, so the
+command lines find the shipped model from any folder."""
+DEFAULT_MODEL = os.path.join(MODELS_DIR, "default")  # the shipped model
 
 
 # Settings a resumed run may change: where things go and how it reports, not what it learns.

@@ -22,7 +22,7 @@ exported SavedModel must agree on:
 `predict_mask` and `separate_mono` compose them for a whole song, in pure
 TensorFlow (the export's "separate" signature traces `separate_mono` with
 an input signature of `[None]` samples; training's validation metrics call
-`predict_mask`). `keras_unet.apps.separator.Separator` runs the same pieces
+`predict_mask`). `keras_unet.separation.separator.Separator` runs the same pieces
 on a song streamed in blocks.
 
 Shapes: magnitudes and masks (channels, bins, frames); patches
@@ -35,7 +35,7 @@ from typing import Tuple
 
 import tensorflow as tf
 
-from keras_unet.core.config import StftConfig
+from keras_unet.core.config import INFERENCE_BATCH_SIZE, StftConfig
 from keras_unet.core.transforms import magnitude, masked_waveform, stft
 
 NORMALISATION_EPSILON = 1e-8
@@ -208,7 +208,7 @@ def patch_masks_of(model, patches: tf.Tensor, batch_size: int) -> tf.Tensor:
 # === Whole songs ===
 
 def predict_mask(model, magnitudes: tf.Tensor, stft_config: StftConfig,
-                 batch_size: int = 8) -> tf.Tensor:
+                 batch_size: int = INFERENCE_BATCH_SIZE) -> tf.Tensor:
     """The model's mask for spectrograms of any length.
 
     Args:
@@ -231,7 +231,7 @@ def predict_mask(model, magnitudes: tf.Tensor, stft_config: StftConfig,
 
 
 def separate_mono(model, waveform: tf.Tensor, stft_config: StftConfig,
-                  batch_size: int = 8) -> Tuple[tf.Tensor, tf.Tensor]:
+                  batch_size: int = INFERENCE_BATCH_SIZE) -> Tuple[tf.Tensor, tf.Tensor]:
     """Vocals and accompaniment of a mono waveform at the model's rate.
 
     Pure TensorFlow: traceable in a `tf.function` with

@@ -13,7 +13,7 @@ import keras
 
 import dataclasses
 
-from keras_unet.core.config import ModelConfig, RunConfig
+from keras_unet.core.config import MASK_LAYER, ModelConfig, RunConfig
 from keras_unet.core.steps import MaskModel
 
 
@@ -103,7 +103,7 @@ def build_unet(config: ModelConfig = ModelConfig(), n_bins: int = 513,
 
     # === Output: 1-channel sigmoid mask, cropped back to (batch, F, T) ===
     x = keras.layers.Conv2DTranspose(1, kernel, strides=2, padding="same",
-                                     name="mask_deconv", dtype=dtype_policy)(x)
+                                     name=MASK_LAYER, dtype=dtype_policy)(x)
     x = keras.layers.Activation("sigmoid", name="mask_sigmoid", dtype="float32")(x)
     x = keras.layers.Cropping2D(((0, pad_bins), (0, pad_frames)), name="crop_to_input",
                                 dtype="float32")(x)

@@ -2,7 +2,7 @@
 
 A `.keras` file carries its `RunConfig` inside the model's config
 (`MaskModel.run_config`), so a model file alone is enough to use it. An
-export folder (`keras_unet.apps.export`) holds such a file as
+export folder (`keras_unet.export.saved_model`) holds such a file as
 `model.keras`, so `load_model` takes either. Loading needs only the core:
 `MaskModel` is registered with Keras as "keras_unet>MaskModel", the name
 every saved file refers to.

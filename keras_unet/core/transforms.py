@@ -16,7 +16,7 @@ computed from a short segment of it, read from `segment_bounds` (it starts
 `lead_frames` hops early, so every window sees real samples) and passed to
 `segment_frames`, which drops the `lead_frames` frames that `stft`'s own
 front padding spoils. Training patches (`pipelines.patches`) and streamed
-separation (`keras_unet.apps.separator`) both work this way, and get the
+separation (`keras_unet.separation.separator`) both work this way, and get the
 frames a whole-signal `stft` gives.
 """
 

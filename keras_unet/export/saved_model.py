@@ -43,8 +43,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_unet.apps.precision import model_for_precision
-from keras_unet.core.config import EXPORT_KINDS, KERAS_FILE, RUN_CONFIG_FILE, RunConfig
+from keras_unet.core.precision import model_for_precision
+from keras_unet.core.config import (EXPORT_KINDS, INFERENCE_BATCH_SIZE, KERAS_FILE,
+                                    RUN_CONFIG_FILE, RunConfig)
 from keras_unet.core.masking import separate_mono
 from keras_unet.core.saving import checked_run_config
 from keras_unet.core.steps import MaskModel
@@ -53,7 +54,6 @@ CONFIG_FILE = RUN_CONFIG_FILE
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
 
-DEFAULT_SIGNATURE = "serving_default"
 MASK_SIGNATURE = "mask"
 SEPARATE_SIGNATURE = "separate"
 CONFIG_SIGNATURE = "config"
@@ -74,12 +74,12 @@ def signature_names(kind: str) -> tuple:
 
 
 def export_saved_model(model: MaskModel, directory: str, kind: str = "mask",
-                       batch_size: int = 8, tflite: bool = False) -> str:
+                       batch_size: int = INFERENCE_BATCH_SIZE, tflite: bool = False) -> str:
     """Exports a model as a self-contained SavedModel folder (see the module docstring).
 
     The export computes in float32 whatever the model's precision: a
     mixed-precision model is exported as its float32 twin (same weights,
-    `keras_unet.apps.precision.model_for_precision`), since TFLite and many CPUs
+    `keras_unet.core.precision.model_for_precision`), since TFLite and many CPUs
     have no bfloat16 kernels. `model.keras` in the folder is that twin too.
 
     Args:

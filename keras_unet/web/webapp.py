@@ -1,6 +1,6 @@
-"""The web page for separating songs: a Flask application over a `keras_unet.apps.jobs.JobQueue`.
+"""The web page for separating songs: a Flask application over a `jobs.JobQueue`.
 
-One page (`web/index.html`, with its script and style sheet: plain files,
+One page (`static/index.html`, with its script and style sheet: plain files,
 no build step, nothing fetched from elsewhere) and a small JSON API that the
 page's script calls:
 
@@ -25,11 +25,11 @@ import urllib.parse
 from flask import Flask, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from keras_unet.apps.jobs import (FILES, JobError, JobQueue, QueueFullError, check_model_path,
-                                  list_models)
+from keras_unet.web.jobs import FILES, JobError, JobQueue, QueueFullError
+from keras_unet.web.models import check_model_path, list_models
 from keras_unet.core.saving import ModelFileError
 
-WEB_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+WEB_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 """The page's files, installed with the package (setup.cfg's package_data)."""
 
 FORM_OVERHEAD_BYTES = 1 << 16
@@ -55,10 +55,18 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
     app = Flask(__name__, static_folder=WEB_FOLDER, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes + FORM_OVERHEAD_BYTES
     limit_text = f"{max_upload_bytes / 2 ** 20:g} MB"
+    _add_same_site_guard(app)
+    _add_routes(app, jobs, models_dir, default_model, max_upload_bytes, limit_text)
+    _add_error_handlers(app, limit_text)
+    return app
 
-    def refuse(message: str, status: int):
-        return jsonify(error=message), status
 
+def _refuse(message: str, status: int):
+    """The JSON refusal of every error: {"error": one line}, with its status."""
+    return jsonify(error=message), status
+
+
+def _add_same_site_guard(app: Flask) -> None:
     @app.before_request
     def same_site_only():
         """Refuses uploads and removals that another site's page sends through the browser.
@@ -69,10 +77,13 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
         origin = request.headers.get("Origin")
         if request.method in ("POST", "DELETE") and origin is not None and \
                 urllib.parse.urlsplit(origin).netloc != request.host:
-            return refuse(f"refused: a request from another site ({origin}); use the page "
-                          "this server serves", 403)
+            return _refuse(f"refused: a request from another site ({origin}); use the page "
+                           "this server serves", 403)
         return None
 
+
+def _add_routes(app: Flask, jobs: JobQueue, models_dir: str, default_model: str,
+                max_upload_bytes: int, limit_text: str) -> None:
     @app.get("/")
     def page():
         return app.send_static_file("index.html")
@@ -87,11 +98,11 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
     def upload():
         upload = request.files.get("file")
         if upload is None:
-            return refuse("no file in the upload (form field \"file\")", 400)
+            return _refuse("no file in the upload (form field \"file\")", 400)
         try:
             model_path = check_model_path(request.form.get("model", ""))
         except ModelFileError as error:
-            return refuse(str(error), 400)
+            return _refuse(str(error), 400)
 
         def save(path):
             """Writes the upload; the whole request's limit leaves room for the form."""
@@ -102,9 +113,9 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
         try:
             job = jobs.submit(upload.filename or "", save, model_path)
         except QueueFullError as error:
-            return refuse(str(error), 429)
+            return _refuse(str(error), 429)
         except OSError as error:
-            return refuse(f"cannot store the upload ({error.strerror})", 507)
+            return _refuse(f"cannot store the upload ({error.strerror})", 507)
         return jsonify(job=job), 202
 
     @app.get("/api/jobs")
@@ -128,23 +139,23 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
         return send_file(path, mimetype=FILES[file], as_attachment=download,
                          download_name=name, conditional=True, max_age=0)
 
+
+def _add_error_handlers(app: Flask, limit_text: str) -> None:
     @app.errorhandler(JobError)
     def no_such_job(error):
-        return refuse(str(error), 404)
+        return _refuse(str(error), 404)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_):
-        return refuse(f"file too large: uploads are limited to {limit_text} (start the "
+        return _refuse(f"file too large: uploads are limited to {limit_text} (start the "
                       "server with a larger --max-upload-mb to accept it)", 413)
 
     @app.errorhandler(HTTPException)
     def http_error(error):
-        return refuse(f"{error.name}: {error.description}", error.code)
+        return _refuse(f"{error.name}: {error.description}", error.code)
 
     @app.errorhandler(Exception)
     def unexpected(error):
         app.logger.error("%s %s failed: %s: %s", request.method, request.path,
                          type(error).__name__, error)
-        return refuse(f"the server failed ({type(error).__name__}); see its terminal", 500)
-
-    return app
+        return _refuse(f"the server failed ({type(error).__name__}); see its terminal", 500)

@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Tuple
 import numpy as np
 
 from keras_unet.core import files
-from keras_unet.core.audio_io import AudioError, AudioWriter, integer_steps
+from keras_unet.core.audio_io import AudioError, AudioWriter, integer_steps, quantise
 
 CLIP_MODES = ("rescale", "clamp", "none")
 
@@ -72,14 +72,9 @@ class Written:
 
 def _fits_integers(mix: np.ndarray, vocals: np.ndarray, steps: int) -> bool:
     """Whether the quantised vocals and quantised mix minus them lie in [-steps, steps - 1]."""
-    vocals_q = _quantise(vocals, steps)
+    vocals_q = quantise(vocals, steps)
     return all(values.min(initial=0) >= -steps and values.max(initial=0) <= steps - 1
-               for values in (vocals_q, _quantise(mix, steps) - vocals_q))
-
-
-def _quantise(samples: np.ndarray, steps: int) -> np.ndarray:
-    """Nearest integer step, unclipped. float (samples, channels) -> int64, same shape."""
-    return np.rint(np.asarray(samples, np.float64) * steps).astype(np.int64)
+               for values in (vocals_q, quantise(mix, steps) - vocals_q))
 
 
 def _scale_to_fit(peak: float, steps) -> float:
@@ -111,7 +106,7 @@ def _outputs(mix: np.ndarray, vocals: np.ndarray, scale: float, steps, clamp: bo
         mix, vocals = np.float32(scale) * mix, np.float32(scale) * vocals
     else:
         low, high = -steps, steps - 1
-        mix, vocals = _quantise(scale * mix, steps), _quantise(scale * vocals, steps)
+        mix, vocals = quantise(scale * mix, steps), quantise(scale * vocals, steps)
     if not clamp:
         return vocals, mix - vocals, 0
     clipped_vocals = np.clip(vocals, low, high)

@@ -8,10 +8,10 @@ and kept only while a later block can still reach them. So memory does not
 grow with the song, and the result equals separating it whole: the frames
 of each segment are those of the whole song (`transforms.segment_bounds`,
 `segment_frames`), and resampling starts on an instant both rates sample.
-The block's vocals follow the full-band rule of `keras_unet.apps.full_band`.
+The block's vocals follow the full-band rule of `keras_unet.separation.full_band`.
 
-Timings of the stages (read and resample, model, reconstruction) add up in
-`Separator.timings`, for `separate.py --timings`.
+The time of each stage (read and resample, model, reconstruction) adds up in
+the `Stopwatch` the separator is given, for `separate.py --timings`.
 """
 
 import dataclasses
@@ -23,22 +23,20 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from keras_unet.apps.full_band import (fit_length, full_rate_stft_config, map_mask,
-                                       model_frame_positions)
-from keras_unet.apps.precision import model_for_precision
-from keras_unet.core.audio_io import resample, resampled_length
-from keras_unet.core.config import StftConfig
+from keras_unet.core.audio_io import resample
+from keras_unet.core.config import INFERENCE_BATCH_SIZE
 from keras_unet.core.masking import (batches_of, frame_patches, mask_of_batch, overlap_add,
-                                     patch_count, patch_hop, patch_start_frame, patches_touching)
+                                     patch_hop, patch_start_frame, patches_touching)
+from keras_unet.core.precision import model_for_precision
 from keras_unet.core.saving import run_config_of
 from keras_unet.core.transforms import (frame_count, frames_touching, istft, lead_frames,
-                                        segment_bounds, segment_frames)
+                                        segment_frames)
+from keras_unet.separation.full_band import fit_length, map_mask, model_frame_positions
+from keras_unet.separation.song import RESAMPLE_MARGIN_SECONDS, Song
+from keras_unet.separation.stopwatch import Stopwatch
 
 BLOCK_SECONDS = 10.0
 """Output block of `Separator.separate_blocks`: peak memory grows with it, not with the song."""
-
-RESAMPLE_MARGIN_SECONDS = 0.1
-"""Extra audio read on each side of a block before resampling, to hide the filter's edges."""
 
 
 @dataclasses.dataclass
@@ -60,14 +58,16 @@ class Separator:
     Args:
         model: a `MaskModel` (`keras_unet.core.saving.load_model`).
         precision: "auto", "float32" or "mixed_bfloat16" (see
-            `keras_unet.apps.precision`).
+            `keras_unet.core.precision`).
         batch_size: patches per model call.
         block_seconds: output block length (memory, not results, depends on it).
         progress: show a tqdm progress bar on stderr.
+        stopwatch: where the time of each stage adds up (a new one by default).
     """
 
-    def __init__(self, model, precision: str = "auto", batch_size: int = 8,
-                 block_seconds: float = BLOCK_SECONDS, progress: bool = False):
+    def __init__(self, model, precision: str = "auto", batch_size: int = INFERENCE_BATCH_SIZE,
+                 block_seconds: float = BLOCK_SECONDS, progress: bool = False,
+                 stopwatch: Optional[Stopwatch] = None):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
         if block_seconds <= 0:
@@ -78,11 +78,11 @@ class Separator:
         self.block_seconds = block_seconds
         self.progress = progress
         self.trace_count = 0
-        self.timings = {"read_resample": 0.0, "model": 0.0, "reconstruction": 0.0}
+        self.stopwatch = stopwatch or Stopwatch()
         config = self.stft_config
         # A request can start before the previous one: by the resampling margin,
         # the rounding down to an instant both rates sample (at most 1 s: see
-        # `_Song`) and the frames that overlap a block's first sample.
+        # `Song`) and the frames that overlap a block's first sample.
         reach_seconds = RESAMPLE_MARGIN_SECONDS + 1.0
         reach_frames = math.ceil(reach_seconds * config.sample_rate_hz
                                  / config.hop_samples) + lead_frames(config) + 2
@@ -182,7 +182,7 @@ class Separator:
         """
         if n_samples < 1:
             raise ValueError(f"`n_samples` must be >= 1. Received: {n_samples}")
-        song = _Song(read, n_samples, n_channels, sample_rate_hz, self.stft_config)
+        song = Song(read, n_samples, n_channels, sample_rate_hz, self.stft_config)
         block = max(1, int(round((block_seconds or self.block_seconds) * sample_rate_hz)))
         cache = _Patches()
         bar = _progress_bar(n_samples, sample_rate_hz, self.progress)
@@ -213,16 +213,16 @@ class Separator:
             settings at `sample_rate_hz` (`full_rate_stft_config`).
         """
         samples = _as_2d(samples)
-        song = _Song(_array_reader(samples), len(samples), samples.shape[1], sample_rate_hz,
+        song = Song(_array_reader(samples), len(samples), samples.shape[1], sample_rate_hz,
                      self.stft_config)
         n_frames = frame_count(len(samples), song.config)
         mask = self._frames_mask(song, _Patches(), 0, n_frames - 1)
-        _, segment = song.frames_audio(0, n_frames, song.config, self.timings)
+        _, segment = song.frames_audio(0, n_frames, song.config, self.stopwatch)
         return mask, segment_frames(segment, song.config, n_frames).numpy(), song.config
 
     # --- one block ---
 
-    def _separate_block(self, song: "_Song", cache: _Patches, start: int, stop: int):
+    def _separate_block(self, song: Song, cache: _Patches, start: int, stop: int):
         config = song.config
         if config == self.stft_config:  # the model's own rate: its band is all there is
             return song.read_padded(start, stop), self._model_rate_parts(
@@ -230,7 +230,7 @@ class Separator:
         hop, n_channels = config.hop_samples, song.n_channels
         first, last = frames_touching(start, stop, config)
         segment_start, segment = song.frames_audio(first, last + 1, config,
-                                                   self.timings)  # (channels, samples)
+                                                   self.stopwatch)  # (channels, samples)
         # A model-rate span around the segment, with a margin on each side and
         # starting on an instant both rates sample, so blocks join seamlessly.
         margin = RESAMPLE_MARGIN_SECONDS * song.rate
@@ -248,10 +248,10 @@ class Separator:
         upper = istft(spectrum * tf.cast(mask, tf.complex64), config, stop - first * hop)
         block = slice(start - segment_start, stop - segment_start)
         vocals = both[block, n_channels:] + tf.transpose(upper[:, start - first * hop:]).numpy()
-        self.timings["reconstruction"] += time.perf_counter() - began
+        self.stopwatch.add("reconstruction", began)
         return np.ascontiguousarray(segment[:, block].T), vocals
 
-    def _model_rate_parts(self, song: "_Song", cache: _Patches, start: int, stop: int):
+    def _model_rate_parts(self, song: Song, cache: _Patches, start: int, stop: int):
         """The mix and its vocals (mask * X) at the model's rate, from the cached spectra.
 
         Args:
@@ -273,10 +273,10 @@ class Separator:
             stacked = np.concatenate([spectrum, spectrum * mask], axis=0)  # mix, then vocals
             waveforms = istft(stacked, config, hi - first * hop)[:, lo - first * hop:]
             parts[lo - start:hi - start] = tf.transpose(waveforms).numpy()
-            self.timings["reconstruction"] += time.perf_counter() - began
+            self.stopwatch.add("reconstruction", began)
         return parts[:, :n_channels], parts[:, n_channels:]
 
-    def _frames_mask(self, song: "_Song", cache: _Patches, first: int, last: int) -> np.ndarray:
+    def _frames_mask(self, song: Song, cache: _Patches, first: int, last: int) -> np.ndarray:
         """Mask of the song-rate frames first..last. float32 (channels, bins, frames)."""
         config, model_config = song.config, self.stft_config
         frames = np.arange(first, last + 1)
@@ -290,10 +290,10 @@ class Separator:
         began = time.perf_counter()
         mask = map_mask(model_mask, np.abs(model_spectrum), model_first, song.n_model_frames,
                         frames, model_config, config)
-        self.timings["reconstruction"] += time.perf_counter() - began
+        self.stopwatch.add("reconstruction", began)
         return mask
 
-    def _model_mask(self, song: "_Song", cache: _Patches, first: int, last: int):
+    def _model_mask(self, song: Song, cache: _Patches, first: int, last: int):
         """Mask (float32) and mix spectrum (complex64) of model frames first..last.
 
         Returns:
@@ -324,15 +324,15 @@ class Separator:
                                   axis=-1)
         frames = slice(first - patch_start_frame(first_patch, config),
                        last + 1 - patch_start_frame(first_patch, config))
-        self.timings["model"] += time.perf_counter() - began
+        self.stopwatch.add("model", began)
         return mask[:, :, frames], spectrum[:, :, frames]
 
-    def _compute_patches(self, song: "_Song", cache: _Patches, first: int, stop: int):
+    def _compute_patches(self, song: Song, cache: _Patches, first: int, stop: int):
         """Runs the model on patches first..stop-1 of every channel and caches them."""
         config = self.stft_config
         frame_lo = patch_start_frame(first, config)
         frame_hi = patch_start_frame(stop - 1, config) + config.patch_frames  # exclusive
-        spectrum = song.model_spectrum(frame_lo, frame_hi, self.timings)
+        spectrum = song.model_spectrum(frame_lo, frame_hi, self.stopwatch)
         began = time.perf_counter()
         spectra = frame_patches(spectrum, config).numpy()  # (channels, patches, bins, T)
         patches = np.abs(spectra)
@@ -342,89 +342,12 @@ class Separator:
             cache.masks[index] = masks[:, offset]
             cache.spectra[index] = spectra[:, offset]
         cache.next_patch = stop
-        self.timings["model"] += time.perf_counter() - began
+        self.stopwatch.add("model", began)
 
     def _masks_of(self, patches: np.ndarray) -> np.ndarray:
         """The traced model on fixed-size batches (`masking.batches_of`). (n, bins, T) -> same."""
         masks = [self._model_function(batch) for batch in batches_of(patches, self.batch_size)]
         return np.concatenate([mask.numpy() for mask in masks])[:len(patches)]
-
-
-# === Reading a song at both rates ===
-
-class _Song:
-    """A song's samples at its own rate and at the model's, read on demand.
-
-    Model-rate samples are resampled from the song's samples read with a
-    margin, starting on an instant where both rates have a sample (every
-    rate / gcd(rate, model rate) samples), so each block lands on the same
-    model-rate grid the whole song would.
-    """
-
-    def __init__(self, read, n_samples: int, n_channels: int, sample_rate_hz: int,
-                 model_config: StftConfig):
-        self.read, self.n_samples, self.n_channels = read, n_samples, n_channels
-        self.rate, self.model_config = sample_rate_hz, model_config
-        self.config = full_rate_stft_config(sample_rate_hz, model_config)
-        model_rate = model_config.sample_rate_hz
-        common = math.gcd(sample_rate_hz, model_rate)
-        self.unit, self.model_unit = sample_rate_hz // common, model_rate // common
-        self.n_model_samples = max(1, resampled_length(n_samples, sample_rate_hz, model_rate))
-        self.n_model_frames = frame_count(self.n_model_samples, model_config)
-        self.n_patches = patch_count(self.n_model_frames, model_config)
-
-    def read_padded(self, start: int, stop: int) -> np.ndarray:
-        """float32 (stop - start, channels), zeros outside the song."""
-        out = np.zeros((stop - start, self.n_channels), np.float32)
-        lo, hi = max(0, start), min(self.n_samples, stop)
-        if lo < hi:
-            out[lo - start:hi - start] = self.read(lo, hi)
-        return out
-
-    def frames_audio(self, first: int, stop: int, config: StftConfig, timings):
-        """The segment whose `segment_frames` are frames first..stop-1 of the song's grid.
-
-        Returns:
-            (begin, segment): its first sample (song rate) and float32
-            (channels, samples), zeros outside the song.
-        """
-        began = time.perf_counter()
-        begin, end = segment_bounds(first * config.hop_samples, stop - first, config)
-        segment = self.read_padded(begin, end).T  # (channels, samples)
-        timings["read_resample"] += time.perf_counter() - began
-        return begin, segment
-
-    def model_spectrum(self, frame_lo: int, frame_hi: int, timings) -> np.ndarray:
-        """Mix spectrum of model frames frame_lo..frame_hi-1, zero outside the song.
-
-        Returns:
-            complex64 (channels, bins, frame_hi - frame_lo).
-        """
-        config = self.model_config
-        began = time.perf_counter()
-        begin, end = segment_bounds(frame_lo * config.hop_samples, frame_hi - frame_lo, config)
-        audio = self._model_rate_audio(begin, end)  # (samples, channels)
-        timings["read_resample"] += time.perf_counter() - began
-        began = time.perf_counter()
-        spectrum = segment_frames(audio.T, config, frame_hi - frame_lo).numpy()
-        timings["model"] += time.perf_counter() - began
-        return spectrum
-
-    def _model_rate_audio(self, start: int, stop: int) -> np.ndarray:
-        """Model-rate samples start..stop-1, zeros outside the song. (samples, channels)."""
-        if self.unit == 1 and self.model_unit == 1:
-            return self.read_padded(start, stop)
-        margin = RESAMPLE_MARGIN_SECONDS * self.model_config.sample_rate_hz
-        first_unit = math.floor((start - margin) / self.model_unit)
-        last_unit = math.ceil((stop + margin) / self.model_unit)
-        source = self.read_padded(first_unit * self.unit, last_unit * self.unit)
-        audio = resample(source, self.rate, self.model_config.sample_rate_hz)
-        offset = start - first_unit * self.model_unit
-        audio = fit_length(audio[offset:], stop - start)
-        # Past the song's end the whole-song signal is zero, not resampler ringing.
-        audio[max(0, min(stop, self.n_model_samples) - start):] = 0.0
-        audio[:max(0, min(stop, 0) - start)] = 0.0
-        return audio
 
 
 def _as_2d(samples) -> np.ndarray:

@@ -6,13 +6,12 @@ natively: x86 CPUs with AVX512-BF16 or AMX-BF16 (through TensorFlow's oneDNN
 kernels), and GPUs of compute capability 8.0 or more (A100, RTX 30xx, L4,
 H100...). "mixed_float16" is the same in float16, whose narrow range needs
 loss scaling in training (`keras.optimizers.LossScaleOptimizer`, which
-`keras_unet.apps.training` adds): the fast choice on older GPUs (T4, V100),
+`keras_unet.training.run` adds): the fast choice on older GPUs (T4, V100),
 which have float16 tensor cores but no bfloat16. "auto" picks by the device:
 bfloat16 on new GPUs, float16 on older ones, bfloat16 on CPUs that have it,
-float32 elsewhere, also where oneDNN is turned off. Measured on a 2-core
-AVX512-BF16 EPYC (seed preset, batch 8): bfloat16 inference takes 0.53x
-the CPU time of float32 with oneDNN, and 12x that of float32 with
-TF_ENABLE_ONEDNN_OPTS=0 (the plain Eigen kernels emulate bfloat16).
+float32 elsewhere, also where oneDNN is turned off (TensorFlow's plain
+Eigen kernels emulate bfloat16, far slower than float32). The measured
+speeds are in the README; `benchmarks/model.py` measures them again.
 """
 
 import os

@@ -1,9 +1,19 @@
-"""Command-line flags built from the config dataclasses, so they cannot drift.
+"""The command lines: one `main` per command, and what they share, declared once.
 
-Each field of a dataclass becomes `--field-name` with the field's default,
-its type, and the help text of its `Args:` entry in the class docstring.
-Booleans take `--flag / --no-flag`. The parsed values go back through the
-dataclass, whose `__post_init__` validates them.
+    train.py     train.py: a training run from flags
+    separate.py  separate.py: song files into vocals and accompaniment files
+    evaluate.py  evaluate.py: BSS Eval scores of a model
+    export.py    export.py: a checkpoint as a SavedModel
+    serve.py     python -m keras_unet.app: the web page's server
+
+This module holds their shared parts: the flags every command that runs a
+model takes (`--model`, `--precision`, `--batch-size`; separate.py's output
+`--format` and `--clip-mode`), flags built from the config dataclasses so
+they cannot drift (each field becomes `--field-name` with the field's
+default, its type, and the help text of its `Args:` entry in the class
+docstring; booleans take `--flag / --no-flag`; the parsed values go back
+through the dataclass, whose `__post_init__` validates them), and the one
+error path: one line on stderr, exit code 2.
 """
 
 import argparse
@@ -14,10 +24,9 @@ import re
 import sys
 import typing
 
-DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "saved_models", "default")
-"""The shipped model, found beside the code rather than in the current folder, so the
-CLIs run from any folder."""
+from keras_unet.core.audio_io import OUTPUT_FORMATS
+from keras_unet.core.config import DEFAULT_MODEL, INFERENCE_BATCH_SIZE, PRECISIONS
+from keras_unet.separation.writing import CLIP_MODES, DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT
 
 
 def _argument_docs(cls) -> dict:
@@ -101,6 +110,56 @@ def dataclass_from_args(cls, args: argparse.Namespace, **overrides):
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(cls)
               if hasattr(args, field.name)}
     return cls(**{**values, **overrides})
+
+
+def add_model_flag(parser) -> None:
+    """--model: the model a command runs, the shipped one by default."""
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="SavedModel folder or .keras file (default: the shipped "
+                             "saved_models/default)")
+
+
+def add_precision_flag(parser) -> None:
+    """--precision: the model's arithmetic, `auto` choosing by the device."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="model arithmetic; auto picks by the device: bfloat16 on GPUs "
+                             "of compute capability 8+ and CPUs with native bfloat16, "
+                             "float16 on older GPUs, else float32 (default: auto)")
+
+
+def add_batch_size_flag(parser) -> None:
+    """--batch-size: patches per model call (checked by `check_batch_size`)."""
+    parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH_SIZE,
+                        help=f"patches per model call (default: {INFERENCE_BATCH_SIZE})")
+
+
+def add_output_flags(parser) -> None:
+    """--format and --clip-mode: how separated files are written (`check_output_flags`)."""
+    parser.add_argument("--format", choices=tuple(OUTPUT_FORMATS),
+                        default=DEFAULT_OUTPUT_FORMAT,
+                        help="wav16 (16-bit WAV), wav-float (32-bit float WAV) or flac "
+                             f"(24-bit) (default: {DEFAULT_OUTPUT_FORMAT})")
+    parser.add_argument("--clip-mode", choices=CLIP_MODES, default=DEFAULT_CLIP_MODE,
+                        help="samples that do not fit the format: rescale the file, clamp "
+                             f"them, or none (wav-float only) (default: {DEFAULT_CLIP_MODE})")
+
+
+def check_batch_size(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        fail(f"argument --batch-size: must be >= 1, got {args.batch_size}")
+
+
+def check_output_flags(args: argparse.Namespace) -> None:
+    if args.clip_mode == "none" and args.format != "wav-float":
+        fail(f"argument --clip-mode none: writes samples beyond full scale, which "
+             f"--format {args.format} cannot hold; use --format wav-float")
+
+
+def check_model_exists(path: str) -> None:
+    """Fails unless the --model path exists; answered before TensorFlow loads."""
+    if not os.path.exists(path):
+        fail(f"--model {path}: no such model file or folder"
+             + (" (train one with train.py, or pass --model)" if path == DEFAULT_MODEL else ""))
 
 
 def fail(message: str, code: int = 2) -> typing.NoReturn:

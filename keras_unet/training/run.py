@@ -31,11 +31,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_unet.apps import callbacks as unet_callbacks
-from keras_unet.apps.export import export_saved_model
-from keras_unet.apps.precision import resolve_precision
-from keras_unet.core.config import HISTORY_FILE, RUN_CONFIG_FILE, RunConfig
+from keras_unet.training import callbacks as unet_callbacks
+from keras_unet.export.saved_model import export_saved_model
+from keras_unet.core.precision import resolve_precision
+from keras_unet.core.config import (BEST_MODEL_FILE, HISTORY_FILE, MASK_LAYER, MODELS_DIR,
+                                    RUN_CONFIG_FILE, RunConfig)
 from keras_unet.core.files import atomic_path
+from keras_unet.core.messages import error_line
 from keras_unet.core.model import build_model
 from keras_unet.core.saving import load_model, save_keras
 from keras_unet.core.steps import batch_weight, masked_l1_loss
@@ -44,7 +46,6 @@ from pipelines.sources import load_tracks
 
 CHECKPOINT_EVERY_EPOCHS = 5
 COSINE_FINAL_SHARE = 0.01  # the cosine schedule ends at 1% of the peak learning rate
-MASK_LAYER = "mask_deconv"  # the layer before the mask's sigmoid (keras_unet.core.model)
 MASK_INIT_BATCHES = 8
 MASK_INIT_SEED_OFFSET = 7919
 MASK_INIT_RANGE = (0.01, 0.99)
@@ -330,8 +331,8 @@ def checked_on_device(make_dataset: Callable[..., tf.data.Dataset],
     try:
         next(iter(dataset.take(1)))
     except (tf.errors.OpError, NotImplementedError, TypeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[:1] or [type(error).__name__]
-        print(f"warning: the STFT stage cannot run on {device} ({reason[0]}); it runs on "
+        print(f"warning: the STFT stage cannot run on {device} "
+              f"({error_line(error, first=True)}); it runs on "
               "the CPU (--stft-device cpu says so at once)", file=sys.stderr)
         return make_dataset(device=None)
     return dataset
@@ -430,7 +431,7 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     save_dir = config.train.save_dir
     backup_dir = _prepare_save_dir(config, resume) if chief else None
     log_dir = os.path.join(save_dir, "logs", stamp)
-    export_dir = config.train.export_dir or os.path.join("saved_models", _run_name(config, stamp))
+    export_dir = config.train.export_dir or os.path.join(MODELS_DIR, _run_name(config, stamp))
 
     train_tracks, validation_tracks = load_tracks(config)
     model = build_compiled_model(config, strategy)
@@ -462,8 +463,8 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     history = unet_callbacks.read_history(os.path.join(save_dir, HISTORY_FILE))
     if not history or not math.isfinite(history[-1]["loss"]):
         raise TrainingError("the training loss became NaN or infinite; training stopped. "
-                            f"The last good checkpoint is {save_dir}/best_model.keras")
+                            f"The last good checkpoint is {save_dir}/{BEST_MODEL_FILE}")
     save_keras(model, os.path.join(save_dir, "final_model.keras"))
-    export_saved_model(load_model(os.path.join(save_dir, "best_model.keras")), export_dir,
+    export_saved_model(load_model(os.path.join(save_dir, BEST_MODEL_FILE)), export_dir,
                        kind="both")
     return RunOutputs(save_dir, log_dir, export_dir, history)

@@ -17,15 +17,13 @@ resampler's roll-off just below it). The vocals are
   resampler's stop band right under Nyquist) from counting.
 The two parts sum to the mix, so a mask of ones returns the mix. Applying
 the mask on its own grid below Nyquist, rather than interpolated onto the
-full-rate grid, keeps it sharp: with the ideal mask of the bundled clip this
-scores 7.02 dB vocals SDR, against 6.89 for the model's rate alone
-(resampled up, nothing above 4096 Hz) and 6.51 for the whole mask mapped
-onto the full-rate grid (`benchmarks/full_band.py` measures a model). The
-accompaniment is always mix - vocals, so the two sum to the input exactly.
+full-rate grid, keeps it sharp (the README's *Full band* gives the scores
+of the three ways with the ideal mask; `benchmarks/full_band.py` measures a
+model's). The accompaniment is always mix - vocals, so the two sum to the input exactly.
 
 `full_band_vocals` applies the rule to a whole song (for masks that do not
-come from the model: the oracle of `keras_unet.apps.evaluation`, and the
-reference the tests hold the streamed form to); `keras_unet.apps.separator`
+come from the model: the oracle of `keras_unet.evaluation.estimates`, and the
+reference the tests hold the streamed form to); `keras_unet.separation.separator`
 applies it block by block with `map_mask` and `full_rate_stft_config`.
 """
 
@@ -63,7 +61,7 @@ def full_band_vocals(samples: np.ndarray, sample_rate_hz: int, model_mask: np.nd
                      model_config: StftConfig) -> np.ndarray:
     """Vocals of a whole song from a mask made at the model's rate (the rule above).
 
-    `keras_unet.apps.separator.Separator` computes the same in blocks; this
+    `keras_unet.separation.separator.Separator` computes the same in blocks; this
     whole-song form serves masks that do not come from the model (the oracle
     of `evaluate.py`).
 

@@ -1,9 +1,9 @@
 """One song file separated into files: the vocals and accompaniment, and a figure of the mask.
 
-What `separate.py` and the web page (`keras_unet.apps.webapp`) do with a
+What `separate.py` and the web page (`keras_unet.web.webapp`) do with a
 song, in one place, so both write the same outputs bit for bit: the song is
-streamed through a `keras_unet.apps.separator.Separator` and written by
-`keras_unet.apps.writing.write_separation` (the two outputs sum to the
+streamed through a `keras_unet.separation.separator.Separator` and written by
+`keras_unet.separation.writing.write_separation` (the two outputs sum to the
 input on disk); `fit_warning` says what fitting the output format did; and
 `write_plot` draws the mix, the mask and the vocals of an excerpt.
 """
@@ -15,16 +15,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from keras_unet.apps.figures import LEVEL, MASK, png_bytes, spectrogram_figure
-from keras_unet.apps.writing import (DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT, Written,
+from keras_unet.separation.figures import LEVEL, MASK, png_bytes, spectrogram_figure
+from keras_unet.separation.writing import (DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT, Written,
                                      write_separation)
 from keras_unet.core.audio_io import AudioError, open_audio, resample
 from keras_unet.core.files import atomic_path
 
 PLOT_SECONDS = 20.0
 """Length of the excerpt `write_plot` draws (the middle of the song)."""
-
-_SEPARATOR_STAGES = ("read_resample", "model", "reconstruction")
 
 
 def separate_file(separator, path: str, vocals_path: str, accompaniment_path: str,
@@ -33,37 +31,36 @@ def separate_file(separator, path: str, vocals_path: str, accompaniment_path: st
                   on_progress: Optional[Callable[[int, int], None]] = None) -> Written:
     """Separates one file into `vocals_path` and `accompaniment_path`, block by block.
 
-    The time spent adds up in `separator.timings`: the separator's own stages,
-    and "writing" (the rest, with the second read of the input).
+    The time spent adds up in `separator.stopwatch`: the separator's own
+    stages, and "writing" (the rest, with the second read of the input).
 
     Args:
-        separator: a `keras_unet.apps.separator.Separator`.
+        separator: a `keras_unet.separation.separator.Separator`.
         path: the song, any file `keras_unet.core.audio_io.open_audio` reads.
         vocals_path, accompaniment_path: the outputs, each written atomically.
         output_format: a key of `keras_unet.core.audio_io.OUTPUT_FORMATS`.
-        clip_mode: one of `keras_unet.apps.writing.CLIP_MODES`.
+        clip_mode: one of `keras_unet.separation.writing.CLIP_MODES`.
         on_progress: on_progress(samples done, samples) after each separated
             block (`Separator.separate_blocks`).
 
     Returns:
-        `keras_unet.apps.writing.Written`: the peak, scale factor and clipping.
+        `keras_unet.separation.writing.Written`: the peak, scale factor and clipping.
 
     Raises:
         AudioError: the song cannot be read or an output cannot be written.
     """
-    timings = separator.timings
-    timings.setdefault("writing", 0.0)
+    stopwatch = separator.stopwatch
     began = time.perf_counter()
     with open_audio(path, look_back_seconds=separator.look_back_seconds) as reader:
-        timings["read_resample"] += time.perf_counter() - began
-        began, separating = time.perf_counter(), sum(timings[s] for s in _SEPARATOR_STAGES)
+        stopwatch.add("read_resample", began)
+        began, separating = time.perf_counter(), stopwatch.separating()
         rate, channels = reader.sample_rate_hz, reader.n_channels
         blocks = separator.separate_blocks(reader.read, reader.n_samples, channels, rate,
                                            on_progress=on_progress)
         written = write_separation(blocks, reader.read, reader.n_samples, channels, rate,
                                    vocals_path, accompaniment_path, output_format, clip_mode)
-    separating = sum(timings[stage] for stage in _SEPARATOR_STAGES) - separating
-    timings["writing"] += time.perf_counter() - began - separating  # with the second read
+    # the rest is writing, with the second read of the input
+    stopwatch.add("writing", began + stopwatch.separating() - separating)
     return written
 
 
@@ -121,7 +118,7 @@ def write_plot(separator, path: str, plot_path: str, reference: Optional[str] = 
     start up to the excerpt's end, block by block).
 
     Args:
-        separator: a `keras_unet.apps.separator.Separator`.
+        separator: a `keras_unet.separation.separator.Separator`.
         path: the song.
         plot_path: the PNG to write (atomically).
         reference: a file of the song's true vocals, drawn as a fourth panel.

@@ -2,7 +2,7 @@
 
 A job is one uploaded song. It waits in a first-in, first-out queue; the one
 worker thread then loads its model (the last model loaded is kept for the
-next job), separates the song with `keras_unet.apps.song_files.separate_file`
+next job), separates the song with `keras_unet.separation.song_files.separate_file`
 as `separate.py` does by default (16-bit WAV, clip mode "rescale": the same
 files, bit for bit), writes FLAC copies of the two outputs (the same 16-bit
 samples, compressed without loss) and the mix as a 16-bit WAV for the page's
@@ -26,7 +26,6 @@ import dataclasses
 import functools
 import os
 import queue
-import re
 import secrets
 import shutil
 import sys
@@ -34,17 +33,14 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
-import soundfile
-
-from keras_unet.apps import song_files
-from keras_unet.apps.precision import policy_of
-from keras_unet.apps.separator import Separator
-from keras_unet.apps.writing import WRITE_BLOCK_SAMPLES
-from keras_unet.core.audio_io import AudioError, STEM_SUFFIXES, open_audio
-from keras_unet.core.config import KERAS_FILE
-from keras_unet.core.files import atomic_path
-from keras_unet.core.saving import ModelFileError, load_model, model_file, run_config_of
+from keras_unet.core.audio_io import AudioError
+from keras_unet.core.config import INFERENCE_BATCH_SIZE
+from keras_unet.core.messages import last_line
+from keras_unet.core.saving import ModelFileError, load_model, model_file
+from keras_unet.separation import song_files
+from keras_unet.separation.separator import Separator
+from keras_unet.web.files import display_name, download_name, flac_copy, input_suffix, write_mix
+from keras_unet.web.models import describe_model
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 _STATE_WORDS = {QUEUED: "is waiting its turn", RUNNING: "is running", FAILED: "failed"}
@@ -106,24 +102,6 @@ class Job:
     cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
-def display_name(name: str) -> str:
-    """The last part of a browser's file name ("../../x.wav" and "C:\\x.wav" give "x.wav")."""
-    return re.split(r"[\\/]", name or "")[-1].strip() or "upload"
-
-
-def download_name(name: str, part: str, extension: str) -> str:
-    """A download's file name, "<song> - <part>.<extension>", safe in any file system."""
-    stem = name
-    for suffix in STEM_SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[:-len(suffix)]
-            break
-    else:
-        stem = os.path.splitext(stem)[0]
-    stem = re.sub(r"[^\w .,()&+-]", "_", stem).strip(" .") or "song"
-    return f"{stem} - {part}.{extension}"
-
-
 def _waiting_words(ahead: int) -> str:
     """A queued job's stage: how many songs run or wait before it."""
     if ahead == 0:
@@ -139,93 +117,20 @@ def _listdir(folder: str) -> List[str]:
         return []
 
 
-def _input_suffix(name: str) -> str:
-    """The upload's extension if it is a plain one (".mp3"), else "": a hint for decoders."""
-    suffix = os.path.splitext(name)[1].lower()
-    return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
-
-
-def list_models(models_dir: str) -> List[Tuple[str, str]]:
-    """The export folders in `models_dir` that hold a model: (name, path), sorted by name."""
-    try:
-        names = sorted(os.listdir(models_dir))
-    except OSError:
-        return []
-    return [(name, os.path.join(models_dir, name)) for name in names
-            if os.path.isfile(os.path.join(models_dir, name, KERAS_FILE))]
-
-
-def check_model_path(path: str) -> str:
-    """A model path typed or chosen on the page, checked before the job queues.
-
-    Returns:
-        The path, with "~" expanded.
-
-    Raises:
-        ModelFileError: "model ..." when the path is empty, missing, or a
-            folder without a model; whether the file holds a model of this
-            project shows when it loads.
-    """
-    path = os.path.expanduser((path or "").strip())
-    if not path:
-        raise ModelFileError("model: none chosen; pick one or type the path of a .keras file "
-                             "or an export folder")
-    try:
-        model_file(path)
-    except ModelFileError as error:
-        raise ModelFileError(f"model {error}") from None
-    return path
-
-
-def describe_model(path: str, separator: Separator) -> str:
-    """The model used, in words: its path, architecture, STFT and arithmetic."""
-    config = run_config_of(separator.model)
-    model, stft = config.model, config.stft
-    return (f"{path}: {model.preset} U-Net ({model.depth} layers, {model.base_channels} "
-            f"base channels) at {stft.sample_rate_hz} Hz, n_fft {stft.n_fft}, hop "
-            f"{stft.hop_samples}; {policy_of(separator.model)}")
-
-
-def _write_mix(input_path: str, mix_path: str, scale: float) -> None:
-    """The mix as the outputs saw it (times the rescale factor), in 16 bits, for the player.
-
-    Where the decoded mix exceeds full scale (a decoder's overshoot) it is
-    clipped here only; the outputs keep it.
-    """
-    steps = 1 << 15
-    with open_audio(input_path) as reader, atomic_path(mix_path, suffix=".wav") as temporary, \
-            soundfile.SoundFile(temporary, "w", reader.sample_rate_hz, reader.n_channels,
-                                subtype="PCM_16", format="WAV") as out:
-        for start in range(0, reader.n_samples, WRITE_BLOCK_SAMPLES):
-            samples = reader.read(start, min(reader.n_samples, start + WRITE_BLOCK_SAMPLES))
-            quantised = np.rint(np.float64(scale) * samples * steps)
-            out.write(np.clip(quantised, -steps, steps - 1).astype(np.int16))
-
-
-def _flac_copy(wav_path: str, flac_path: str) -> None:
-    """A 16-bit WAV compressed to FLAC without loss: the same samples, about half the size."""
-    info = soundfile.info(wav_path)
-    with atomic_path(flac_path, suffix=".flac") as temporary, \
-            soundfile.SoundFile(temporary, "w", info.samplerate, info.channels,
-                                subtype="PCM_16", format="FLAC") as out:
-        for block in soundfile.blocks(wav_path, blocksize=WRITE_BLOCK_SAMPLES, dtype="int16",
-                                      always_2d=True):
-            out.write(block)
-
-
 class JobQueue:
     """Songs separated one after another by one worker thread (module docstring).
 
     Args:
         work_dir: an empty folder of its own; removed by `close`.
         precision: the separator's arithmetic ("auto" as `separate.py`).
-        batch_size: patches per model call (8 as `separate.py`).
+        batch_size: patches per model call (as `separate.py`).
         keep_seconds: how long a finished job's files stay.
         max_waiting: songs that may wait their turn at once; more uploads are
             refused (`QueueFullError`), so uploads cannot fill the disk.
     """
 
-    def __init__(self, work_dir: str, precision: str = "auto", batch_size: int = 8,
+    def __init__(self, work_dir: str, precision: str = "auto",
+                 batch_size: int = INFERENCE_BATCH_SIZE,
                  keep_seconds: float = 3600.0, max_waiting: int = 20):
         if keep_seconds <= 0:
             raise ValueError(f"`keep_seconds` must be positive. Received: {keep_seconds}")
@@ -266,7 +171,7 @@ class JobQueue:
         folder = os.path.join(self.work_dir, job_id)
         name = display_name(name)
         job = Job(id=job_id, name=name, folder=folder,
-                  input_path=os.path.join(folder, _INPUT + _input_suffix(name)),
+                  input_path=os.path.join(folder, _INPUT + input_suffix(name)),
                   model_path=model_path)
         os.mkdir(folder)
         try:
@@ -449,10 +354,10 @@ class JobQueue:
                 on_progress=functools.partial(self._on_progress, job))
             self._update(job, warning=song_files.fit_warning(job.name, written),
                          stage="writing the mix and the FLAC files")
-            _write_mix(job.input_path, path("mix.wav"), written.scale)
+            write_mix(job.input_path, path("mix.wav"), written.scale)
             for part in ("vocals", "accompaniment"):
                 self._check(job)
-                _flac_copy(path(f"{part}.wav"), path(f"{part}.flac"))
+                flac_copy(path(f"{part}.wav"), path(f"{part}.flac"))
             self._check(job)
             self._update(job, stage="drawing the spectrograms")
             song_files.write_plot(separator, job.input_path, path("spectrograms.png"),
@@ -471,8 +376,8 @@ class JobQueue:
             self._end(job, state=FAILED, error=message.replace(job.input_path, job.name)
                       if job.input_path in message else f"{job.name}: {message}")
         except Exception as error:  # one broken song must not stop the queue
-            last = str(error).strip().splitlines()[-1:] or [""]
-            print(f"error: {job.name}: separation failed ({type(error).__name__}: {last[0]})",
+            print(f"error: {job.name}: separation failed "
+                  f"({type(error).__name__}: {last_line(str(error))})",
                   file=sys.stderr)
             self._end(job, state=FAILED,
                       error=f"{job.name}: separation failed ({type(error).__name__})")

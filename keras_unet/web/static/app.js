@@ -1,5 +1,5 @@
 // The page's behaviour: upload songs, follow each job's progress, show its results.
-// Talks only to this server's JSON API (keras_unet/apps/webapp.py); no library, no build step.
+// Talks only to this server's JSON API (keras_unet/web/webapp.py); no library, no build step.
 "use strict";
 
 const OTHER_MODEL = "";  // the selector's value for "a path typed below"

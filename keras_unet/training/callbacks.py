@@ -27,9 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_unet.apps import figures
+from keras_unet.separation import figures
 from keras_unet.core import transforms
-from keras_unet.core.config import StftConfig
+from keras_unet.core.config import BEST_MODEL_FILE, INFERENCE_BATCH_SIZE, StftConfig
 from keras_unet.core.files import atomic_path
 from keras_unet.core.masking import predict_mask
 from keras_unet.core.saving import save_keras
@@ -143,7 +143,7 @@ class CheckpointWriter(keras.callbacks.Callback):
         score = model_score(logs) if "val_loss" in logs else -logs.get("loss", math.nan)
         if score > self.best_score:
             self.best_score = score
-            save_keras(self.model, os.path.join(self.save_dir, "best_model.keras"))
+            save_keras(self.model, os.path.join(self.save_dir, BEST_MODEL_FILE))
         if (epoch + 1) % self.every_epochs == 0:
             save_keras(self.model, os.path.join(self.save_dir, checkpoint_name(epoch + 1)))
             self._forget_old_checkpoints(epoch + 1)
@@ -211,7 +211,7 @@ class SeparationMetrics(keras.callbacks.Callback):
         batch_size: patches per model call.
     """
 
-    def __init__(self, songs, stft_config: StftConfig, batch_size: int = 8):
+    def __init__(self, songs, stft_config: StftConfig, batch_size: int = INFERENCE_BATCH_SIZE):
         super().__init__()
         self.stft_config = stft_config
         self.songs = []
@@ -255,7 +255,7 @@ class SpectrogramSummaries(keras.callbacks.Callback):
     The figure (TensorBoard image "separation") shows the mix, the predicted
     mask, the estimated vocals (mask * mix) and the true vocals side by side,
     with time in seconds, frequency in Hz and colour bars
-    (`keras_unet.apps.figures`). Audio: the estimated vocals waveform,
+    (`keras_unet.separation.figures`). Audio: the estimated vocals waveform,
     reconstructed with the mix phase at the model's sample rate.
 
     Args:

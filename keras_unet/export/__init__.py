@@ -1,0 +1,4 @@
+"""Export: a trained model as a SavedModel that TensorFlow alone can run.
+
+    saved_model.py  the mask and separate signatures, the config inside, TFLite
+"""
