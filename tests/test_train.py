@@ -331,6 +331,21 @@ def test_a_dataset_run_too_short_to_learn_is_warned_about():
     assert short_run_warning(RunConfig()) is None  # the bundled clip is a demonstration
 
 
+def test_the_voices_preset_sets_its_recipe_and_given_flags_still_win():
+    def config_of(*flags):
+        return train.config_from_args(train.parse_args(train.build_parser(), list(flags)))
+
+    seed, voices = config_of(), config_of("--preset", "voices")
+    assert (seed.stft.hop_samples, seed.data.augment_pitch_semitones,
+            seed.train.loss_sources) == (768, 0.0, "vocals")
+    assert (voices.stft.hop_samples, voices.data.augment_pitch_semitones,
+            voices.train.loss_sources) == (256, 3.0, "both")
+    assert dataclasses.replace(voices.model, preset="seed") == seed.model
+    given = config_of("--preset", "voices", "--hop-samples", "512", "--loss-sources", "vocals")
+    assert (given.stft.hop_samples, given.train.loss_sources) == (512, "vocals")
+    assert given.data.augment_pitch_semitones == 3.0
+
+
 def test_dataset_runs_get_longer_defaults_and_a_cache(tmp_path):
     args = train.build_parser().parse_args(["--mir1k-root", str(tmp_path), "--n-songs", "all"])
     config = train.config_from_args(args)

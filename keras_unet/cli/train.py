@@ -18,8 +18,8 @@ import sys
 
 from keras_unet.cli import (ArgumentParser, add_dataclass_flags, dataclass_from_args, fail,
                             import_tensorflow_quietly, int_or_all)
-from keras_unet.core.config import (LOSS_SOURCES, LR_SCHEDULES, PRECISIONS, PRESETS,
-                                    RESUMABLE_CHANGES, RUN_CONFIG_FILE, STFT_DEVICES,
+from keras_unet.core.config import (LOSS_SOURCES, LR_SCHEDULES, PRECISIONS,
+                                    PRESET_DEFAULTS, PRESETS, RESUMABLE_CHANGES, RUN_CONFIG_FILE, STFT_DEVICES,
                                     STRATEGIES, WINDOWS, DataConfig, ModelConfig, RunConfig,
                                     StftConfig, TrainConfig)
 
@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
                         types={"keep_checkpoints": int_or_all},
                         later={field: _later_text(field) for field in ("epochs", "lr_schedule")})
     run.add_argument("--preset", choices=PRESETS, default="seed",
-                     help="architecture: seed (4 layers, 32-256 channels) or paper "
-                          "(Jansson et al.: 6 layers, 16-512, batch norm, dropout) (default: seed)")
+                     help="seed (the brief: 4 layers, 32-256 channels), paper (Jansson et "
+                          "al.: 6 layers, 16-512, batch norm, dropout) or voices (seed's "
+                          "network with hop 256, vocals pitch-shifted by up to 3 semitones "
+                          "and the L1 on both sources; flags given still win) "
+                          "(default: seed)")
     run.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --save-dir from its last "
                           "completed epoch")
@@ -114,9 +117,18 @@ def _check_resumable(config: RunConfig, saved_path: str) -> None:
                          "or start a new run in another --save-dir")
 
 
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """The flags, with the defaults of the chosen --preset (`PRESET_DEFAULTS`) under them."""
+    preset = parser.parse_known_args(argv)[0].preset
+    parser.set_defaults(**{field: value
+                           for section in PRESET_DEFAULTS.get(preset, {}).values()
+                           for field, value in section.items()})
+    return parser.parse_args(argv)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         config = config_from_args(args)
     except ValueError as error:
