@@ -27,6 +27,8 @@ import typing
 from keras_unet.core.audio_io import OUTPUT_FORMATS
 from keras_unet.core.config import DEFAULT_MODEL, INFERENCE_BATCH_SIZE, PRECISIONS
 from keras_unet.separation.writing import CLIP_MODES, DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT
+from keras_unet.core.files import folder_problem
+from keras_unet.export.folder import replace_problem
 
 
 def _argument_docs(cls) -> dict:
@@ -166,6 +168,17 @@ def fail(message: str, code: int = 2) -> typing.NoReturn:
     """Prints one line on stderr and exits: the CLIs' only way to report bad input."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def export_folder_problem(directory: str) -> typing.Optional[str]:
+    """Why an export cannot be written to `directory`, or None: asked before any long work.
+
+    The folder must be absent, empty or an earlier export of this project
+    (`keras_unet.export.folder`); it and its parent, where the new export is
+    built before it is renamed into place, writable or creatable.
+    """
+    return (replace_problem(directory) or folder_problem(directory)
+            or folder_problem(os.path.dirname(os.path.abspath(directory))))
 
 
 def exit_at_once(code: int) -> typing.NoReturn:
