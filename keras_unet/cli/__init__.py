@@ -17,10 +17,12 @@ error path: one line on stderr, exit code 2.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import os
 import re
+import signal
 import sys
 import typing
 
@@ -179,6 +181,48 @@ def export_folder_problem(directory: str) -> typing.Optional[str]:
     """
     return (replace_problem(directory) or folder_problem(directory)
             or folder_problem(os.path.dirname(os.path.abspath(directory))))
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What a terminal (Ctrl-C, a closed window) or a service manager sends to stop a command."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal arrived; raised where the command is, so every `finally` cleans up.
+
+    Args:
+        signal_number: the signal; the command exits with 128 + it (130 for
+            SIGINT, 143 for SIGTERM, 129 for SIGHUP), as a shell reports it.
+    """
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+@contextlib.contextmanager
+def stops_cleanly():
+    """Within the block, SIGINT, SIGTERM and SIGHUP end the command with one line.
+
+    Their default action kills the process at once, leaving its temporary
+    files; here each raises `Stopped` in the main thread, so the code that
+    made a temporary file removes it on the way out. Further signals are
+    ignored while that runs. The previous handlers come back after the block.
+    """
+    def stop(signal_number, _frame):
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)  # the clean-up runs once, to its end
+        raise Stopped(signal_number)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    except Stopped as stopped:
+        name = signal.Signals(stopped.signal_number).name
+        fail(f"stopped by {name}; no partial file was left", code=128 + stopped.signal_number)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def exit_at_once(code: int) -> typing.NoReturn:

@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 
+from keras_unet.core.messages import error_line
+
 FULL_BYTES = 1 << 20
 """Free space under which a write that failed without a reason is blamed on a full device."""
 
@@ -31,8 +33,12 @@ def temporary_beside(path: str, suffix: str = "") -> str:
     os.makedirs(folder, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{os.path.basename(path)}.", suffix=f".part{suffix}", dir=folder)
-    os.close(descriptor)
-    os.chmod(temporary, 0o666 & ~_umask())
+    try:
+        os.close(descriptor)
+        os.chmod(temporary, 0o666 & ~_umask())
+    except BaseException:  # a signal too: the caller never learns the name to delete
+        discard(temporary)
+        raise
     return temporary
 
 
@@ -122,16 +128,19 @@ def folder_problem(path: str):
     return None
 
 
-def reason(error: OSError) -> str:
-    """What went wrong, in words, for an OSError from writing.
+def reason(error: Exception, folder: str = None) -> str:
+    """What went wrong, in words, for an error from writing (never "None").
 
-    Some writers raise an OSError without an errno (strerror None) or with
-    libsndfile's "System error."; the free space decides whether to say
-    the device is full.
+    Some writers raise without an errno (an OSError whose strerror is None)
+    or with libsndfile's "System error."; for those the free space of
+    `folder` (default: that of the error's file) decides whether to say the
+    device is full.
     """
-    text = error.strerror or str(error).strip() or type(error).__name__
-    folder = os.path.dirname(os.path.abspath(error.filename)) if error.filename else None
-    if folder and text.rstrip(".") == "System error" and _is_full(folder):
+    strerror = getattr(error, "strerror", None)
+    text = strerror or error_line(error)
+    filename = getattr(error, "filename", None)
+    folder = folder or (os.path.dirname(os.path.abspath(filename)) if filename else None)
+    if (strerror is None or "System error" in text) and folder and _is_full(folder):
         return "no space left on the device"
     return text
 
