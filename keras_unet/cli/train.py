@@ -8,7 +8,8 @@ audio is cached (default: CACHE_DIR below), so a second run starts at once.
 
 Outputs: checkpoints (best, final, every 5 epochs), history.csv, TensorBoard
 logs under SAVE_DIR/logs (`tensorboard --logdir SAVE_DIR/logs`), and the best
-model exported as a SavedModel. Resume an interrupted run with --resume.
+model exported as a SavedModel. Resume an interrupted run with --resume; a
+folder that holds a run is refused for a new one unless --overwrite is given.
 """
 
 import argparse
