@@ -76,14 +76,15 @@ def bundled_clip() -> Track:
 
 
 def track_folders(root: str) -> List[str]:
-    """The track folders under `root`, sorted, each checked for its files.
+    """The track folders under `root`, sorted.
 
     Every subfolder is a track and must hold `mixture.wav` and `vocals.wav`
-    (`accompaniment.wav` is optional).
+    (`accompaniment.wav` is optional); one that lacks them fails alone when
+    it loads (`load_track_folder`), named and left out like any unreadable
+    track.
 
     Raises:
-        TrackError: `root` is missing or not a folder, holds no folders, or a
-            track folder lacks a required file.
+        TrackError: `root` is missing or not a folder, or holds no folders.
     """
     if not os.path.isdir(root):
         raise TrackError(f"--tracks {root}: no such folder")
@@ -92,10 +93,6 @@ def track_folders(root: str) -> List[str]:
     if not folders:
         raise TrackError(f"--tracks {root}: holds no track folders "
                          f"(expected <track>/{MIXTURE_FILE} and <track>/vocals.wav)")
-    for folder in folders:
-        for required in (MIXTURE_FILE, SOURCE_FILES["vocals"]):
-            if not os.path.isfile(os.path.join(folder, required)):
-                raise TrackError(f"{os.path.join(folder, required)}: no such file")
     return folders
 
 
@@ -106,10 +103,14 @@ def load_track_folder(folder: str) -> Track:
 
     Raises:
         AudioError: a file cannot be read.
-        TrackError: the files differ in sample rate or channel count.
+        TrackError: `mixture.wav` or `vocals.wav` is missing, or the files
+            differ in sample rate or channel count.
     """
     paths = {"mixture": os.path.join(folder, MIXTURE_FILE),
              "vocals": os.path.join(folder, SOURCE_FILES["vocals"])}
+    for path in paths.values():
+        if not os.path.isfile(path):
+            raise TrackError(f"{path}: no such file")
     accompaniment_path = os.path.join(folder, SOURCE_FILES["accompaniment"])
     if os.path.exists(accompaniment_path):
         paths["accompaniment"] = accompaniment_path

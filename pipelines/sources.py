@@ -181,6 +181,10 @@ def _load_mir1k(config: RunConfig):
         raise DataError(str(error)) from None
     train = train[:data.n_songs]
     folder = mir1k.wav_folder(data.mir1k_root)
+    if not train or not validation:
+        raise DataError(f"{folder}: {len(by_song)} song(s) of MIR-1K's training singers; "
+                        "a run needs at least two, one to train on and one to validate "
+                        "(--validation-share holds songs out)")
     tracks = _decode_all(
         [functools.partial(_cached_track, song, os.path.join(folder, song), config,
                            functools.partial(_decode_mir1k_song, by_song[song],

@@ -255,14 +255,23 @@ def test_missing_or_empty_tracks_dir_is_one_line_and_exit_2(tmp_path, tiny_model
         capsys, ["--model", tiny_model_path, "--tracks", str(tmp_path / "empty"), *output])
 
 
-def test_track_without_mixture_is_one_line_and_exit_2(tmp_path, tiny_model_path, capsys):
-    write_track(tmp_path / "tracks" / "good", disjoint_track(rate=8000, seconds=0.5))
-    (tmp_path / "tracks" / "bad").mkdir()
-    soundfile.write(tmp_path / "tracks" / "bad" / "vocals.wav", np.zeros((800, 2)), 8000)
-    line = _error_line(capsys, ["--model", tiny_model_path, "--tracks", str(tmp_path / "tracks"),
-                                "-o", str(tmp_path / "out")])
-    assert "bad/mixture.wav: no such file" in line
-    assert not (tmp_path / "out").exists()
+def test_track_folders_without_a_file_are_named_and_left_out(tmp_path, tiny_model_path, capsys):
+    """Issue 22, item 8: as --help promises, the other tracks are still scored and saved."""
+    tracks = tmp_path / "tracks"
+    write_track(tracks / "good", disjoint_track(rate=8000, seconds=0.5))
+    (tracks / "no_mixture").mkdir()
+    soundfile.write(tracks / "no_mixture" / "vocals.wav", np.zeros((800, 2)), 8000)
+    (tracks / "no_vocals").mkdir()
+    soundfile.write(tracks / "no_vocals" / "mixture.wav", np.zeros((800, 2)), 8000)
+    code = evaluate.main(["--model", tiny_model_path, "--tracks", str(tracks),
+                          "-o", str(tmp_path / "out")])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(errors) == 2
+    assert "no_mixture/mixture.wav: no such file" in errors[0]
+    assert "no_vocals/vocals.wav: no such file" in errors[1]
+    document = json.loads((tmp_path / "out" / evaluate.SCORES_FILE).read_text())
+    assert list(document["tracks"]) == ["good"]
+    assert sorted(document["failed"]) == ["no_mixture", "no_vocals"]
 
 
 def test_a_failing_track_is_named_skipped_and_the_others_saved(tmp_path, tiny_model_path,

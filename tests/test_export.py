@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -228,9 +229,7 @@ def test_mixed_precision_model_exports_its_float32_twin(model, tmp_path):
 def test_mask_export_replaces_an_earlier_export_but_not_a_foreign_folder(model, tmp_path):
     directory = tmp_path / "saved" / "mask"
     export_saved_model(model, str(directory), kind="mask")
-    (directory / "stale.txt").write_text("from the earlier export")
     export_saved_model(model, str(directory), kind="mask")
-    assert not (directory / "stale.txt").exists()
     assert sorted(os.listdir(directory.parent)) == ["mask"]  # no temporary left behind
     loaded = tf.saved_model.load(str(directory))
     assert set(loaded.signatures) == {"serving_default", "mask", "config"}
@@ -239,10 +238,32 @@ def test_mask_export_replaces_an_earlier_export_but_not_a_foreign_folder(model, 
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not a SavedModel export"):
+    with pytest.raises(FileExistsError, match="keep.txt"):
         export_saved_model(model, str(foreign), kind="mask")
     assert os.listdir(foreign) == ["keep.txt"]
     assert sorted(os.listdir(tmp_path)) == ["notes", "saved"]
+
+
+def test_an_earlier_export_with_a_users_file_beside_it_is_kept_whole(model, tmp_path):
+    """Issue 22, item 2: an export with notes and a subfolder in it, another project's
+    SavedModel with a config.json: neither is replaced, and nothing in them is lost."""
+    directory = tmp_path / "mask"
+    export_saved_model(model, str(directory), kind="mask")
+    (directory / "notes.txt").write_text("my notes")
+    (directory / "takes").mkdir()
+    before = sorted(os.listdir(directory))
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        export_saved_model(model, str(directory), kind="mask")
+    assert sorted(os.listdir(directory)) == before
+    assert (directory / "notes.txt").read_text() == "my notes"
+
+    other = tmp_path / "other_project"
+    shutil.copytree(directory / "variables", other / "variables")
+    shutil.copy(directory / "saved_model.pb", other / "saved_model.pb")
+    (other / "config.json").write_text('{"labels": ["cat", "dog"]}')
+    with pytest.raises(FileExistsError, match="not a SavedModel export of this project"):
+        export_saved_model(model, str(other), kind="mask")
+    assert (other / "config.json").read_text() == '{"labels": ["cat", "dog"]}'
 
 
 def test_export_refuses_a_model_that_does_not_match_its_config(tmp_path):

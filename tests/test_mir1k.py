@@ -120,9 +120,20 @@ def test_a_folder_without_clips_is_a_data_error(tmp_path):
 
 
 def test_a_mono_clip_is_a_data_error_naming_it(tmp_path):
-    soundfile.write(tmp_path / "amy_1_01.wav", _tone(VOICE_HZ, 1.0), RATE_HZ)
+    for song in (1, 2):  # one to train on, one to validate
+        soundfile.write(tmp_path / f"amy_{song}_01.wav", _tone(VOICE_HZ, 1.0), RATE_HZ)
     with pytest.raises(DataError, match="amy_1_01.wav: has 1 channel"):
-        sources.load_tracks(_config(tmp_path, validation_share=0.0))
+        sources.load_tracks(_config(tmp_path))
+
+
+@pytest.mark.parametrize("clips", [["amy_1_01"], ["amy_1_01", "amy_1_02"]])
+def test_one_song_is_a_data_error_not_an_empty_track_list(tmp_path, clips):
+    """Issue 22, item 5: one clip or one song cannot both train and validate."""
+    for name in clips:
+        soundfile.write(tmp_path / f"{name}.wav", np.stack([_tone(BAND_HZ, 1.0)] * 2, axis=1),
+                        RATE_HZ)
+    with pytest.raises(DataError, match="1 song.*needs at least two"):
+        sources.load_tracks(_config(tmp_path))
 
 
 def test_musdb_and_mir1k_roots_exclude_each_other(root):

@@ -4,8 +4,10 @@ import argparse
 import dataclasses
 import functools
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from keras_unet.separation import song_files
 from keras_unet.separation.full_band import (full_band_vocals, full_rate_stft_config, map_mask,
                                        model_frame_positions)
 from keras_unet.separation.separator import Separator
-from keras_unet.core import audio_io
+from keras_unet.core import audio_io, files
 from keras_unet.core.audio_io import read_audio, resample
 from keras_unet.core.config import ModelConfig, RunConfig, StftConfig
 from keras_unet.core.masking import normalise_patches, predict_mask, separate_mono, split_patches
@@ -593,3 +595,129 @@ def test_reads_never_reach_further_back_than_look_back_seconds(rate, batch_size,
     for _ in separator.separate_blocks(read, n_samples, 1, rate):
         pass
     assert 0 < reach <= separator.look_back_seconds * rate
+
+
+# === Nothing lost: outputs in pairs, signals, earlier results (issue 22) ===
+
+def _leftovers(folder):
+    """Temporary files (".part") anywhere under `folder`."""
+    return [name for _, _, names in os.walk(folder) for name in names if ".part" in name]
+
+
+def _stop_with(signal_number):
+    """Sends the signal to this process and waits for its handler to run."""
+    os.kill(os.getpid(), signal_number)
+    time.sleep(5)  # interrupted at once by the handler's exception
+    raise AssertionError("the signal was not handled")
+
+
+def _stop_at(monkeypatch, point, stop):
+    """Calls `stop()` at one point of a separation: pass 1, pass 2, before or between renames."""
+    if point == "separating":
+        blocks = Separator.separate_blocks
+
+        def stopping_blocks(self, *args, **kwargs):
+            for block in blocks(self, *args, **kwargs):
+                yield block
+                stop()
+        monkeypatch.setattr(Separator, "separate_blocks", stopping_blocks)
+    elif point == "writing":
+        monkeypatch.setattr(audio_io.AudioWriter, "write", lambda self, samples: stop())
+    elif point == "before renaming":
+        monkeypatch.setattr(files, "publish_together", lambda pairs: stop())
+    else:  # between the renames: the vocals are in place, the accompaniment is not
+        replace, stopped = os.replace, []
+
+        def stop_before_accompaniment(source, target):
+            if str(target).endswith("accompaniment.wav") and not stopped:
+                stopped.append(target)  # once: putting the old files back must work
+                stop()
+            replace(source, target)
+        monkeypatch.setattr(files.os, "replace", stop_before_accompaniment)
+
+
+POINTS = ("separating", "writing", "before renaming", "between renames")
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("point", POINTS)
+def test_a_stop_signal_leaves_no_temporary_file_and_no_half_pair(
+        tmp_path, model_path, capsys, monkeypatch, signal_number, point):
+    """Items 6 and 7: one line, exit 128 + the signal, no file of the song at all."""
+    song = tmp_path / "song.wav"
+    soundfile.write(song, _tone(1.0, 8000, 2), 8000)
+    _stop_at(monkeypatch, point, functools.partial(_stop_with, signal_number))
+    code, errors = _run(capsys, song, "-o", tmp_path / "out", "--model", model_path)
+    assert code == 128 + signal_number
+    assert errors == [f"error: stopped by {signal.Signals(signal_number).name}; "
+                      "no partial file was left"]
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "out" / "song").exists()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "handlers restored"
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_failure_while_replacing_results_keeps_the_earlier_pair(
+        tmp_path, model_path, capsys, monkeypatch, point):
+    """Item 7: with --overwrite, a full disk at any point leaves the old pair whole."""
+    song = tmp_path / "song.wav"
+    soundfile.write(song, _tone(1.0, 8000, 2), 8000)
+    assert _run(capsys, song, "-o", tmp_path, "--model", model_path)[0] == 0
+    folder = tmp_path / "song"
+    earlier = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    soundfile.write(song, _tone(1.0, 8000, 2, seed=5), 8000)
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+    _stop_at(monkeypatch, point, full_disk)
+    code, errors = _run(capsys, song, "-o", tmp_path, "--model", model_path, "--overwrite")
+    assert code == 2 and len(errors) == 1, errors
+    assert "None" not in errors[0] and "song" in errors[0]
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == earlier
+    assert _leftovers(tmp_path) == []
+
+
+def test_earlier_results_are_replaced_only_with_overwrite(tmp_path, model_path, capsys):
+    """Item 7: a second song of the same name is refused, naming --overwrite."""
+    first, second = tmp_path / "a" / "song.wav", tmp_path / "b" / "song.wav"
+    for path, seed in ((first, 0), (second, 1)):
+        path.parent.mkdir()
+        soundfile.write(path, _tone(1.0, 8000, 1, seed=seed), 8000)
+    out = tmp_path / "out"
+    assert _run(capsys, first, "-o", out, "--model", model_path)[0] == 0
+    results = (out / "song" / "vocals.wav").read_bytes()
+    code, errors = _run(capsys, second, "-o", out, "--model", model_path)
+    assert code == 2 and len(errors) == 1 and "pass --overwrite" in errors[0]
+    assert (out / "song" / "vocals.wav").read_bytes() == results
+    code = separate.main([str(second), "-o", str(out), "--model", model_path, "--overwrite"])
+    assert code == 0 and "earlier results replaced" in capsys.readouterr().out
+    assert (out / "song" / "vocals.wav").read_bytes() != results
+
+
+def test_an_input_rewritten_while_it_is_separated_gives_no_outputs(
+        tmp_path, model_path, capsys, monkeypatch):
+    """Item 7: the input is read twice; a change in between is an error, not a mixed pair."""
+    song = tmp_path / "song.wav"
+    soundfile.write(song, _tone(1.0, 8000, 1), 8000)
+    write = audio_io.AudioWriter.write
+
+    def rewriting_the_input(self, samples):
+        soundfile.write(song, _tone(1.5, 8000, 1, seed=3), 8000)
+        write(self, samples)
+    monkeypatch.setattr(audio_io.AudioWriter, "write", rewriting_the_input)
+    code, errors = _run(capsys, song, "-o", tmp_path / "out", "--model", model_path)
+    assert code == 2 and len(errors) == 1 and "changed while it was being separated" in errors[0]
+    assert not (tmp_path / "out" / "song").exists() and _leftovers(tmp_path) == []
+
+
+def test_a_reference_needs_the_plot_and_is_read_before_any_output(tmp_path, model_path, capsys):
+    """Item 8: --reference without --plot was ignored; a non-audio one failed after writing."""
+    song, notes = tmp_path / "song.wav", tmp_path / "notes.wav"
+    soundfile.write(song, _tone(0.5, 8000, 1), 8000)
+    notes.write_text("not audio\n" * 20)
+    code, errors = _run(capsys, song, "-o", tmp_path / "out", "--model", model_path,
+                        "--reference", song)
+    assert code == 2 and len(errors) == 1 and "add --plot" in errors[0]
+    code, errors = _run(capsys, song, "-o", tmp_path / "out", "--model", model_path, "--plot",
+                        "--reference", notes)
+    assert code == 2 and len(errors) == 1 and "--reference" in errors[0]
+    assert not (tmp_path / "out").exists()

@@ -18,8 +18,10 @@ import tensorflow as tf
 from keras_unet.cli import train
 from keras_unet.training import run as training
 from keras_unet.training.callbacks import CheckpointWriter, read_history
-from keras_unet.training.run import (BACKUP_METADATA, MIN_LEARNING_STEPS, best_constant_mask,
+from keras_unet.training import run_folder
+from keras_unet.training.run import (MIN_LEARNING_STEPS, best_constant_mask,
                                       initialise_mask_bias, learning_rate, short_run_warning)
+from keras_unet.training.run_folder import BACKUP_METADATA
 from keras_unet.core.config import DataConfig, ModelConfig, RunConfig, StftConfig, TrainConfig
 from keras_unet.core.model import build_model
 from keras_unet.core.saving import load_model
@@ -126,6 +128,11 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_a_single_device(tmp_path)
     (["--mir1k-root", "/nonexistent/mir1k"], "/nonexistent/mir1k: no such directory"),
     (["--n-songs", "some"], "expected a whole number or 'all', got 'some'"),
     (["--lr-schedule", "plateau", "--warmup-steps", "10"], "not plateau"),
+    (["--patches-per-epoch", "3", "--batch-size", "4"], "an epoch needs one whole batch"),
+    (["--save-dir", "/dev/null"], "/dev/null: exists and is not a folder"),
+    (["--save-dir", "/dev/null/run"], "cannot be created (/dev/null is not a folder)"),
+    (["--export-dir", "/dev/null/export"], "cannot be created (/dev/null is not a folder)"),
+    (["--resume", "--overwrite"], "give one"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -347,7 +354,8 @@ def test_the_voices_preset_sets_its_recipe_and_given_flags_still_win():
 
 
 def test_dataset_runs_get_longer_defaults_and_a_cache(tmp_path):
-    args = train.build_parser().parse_args(["--mir1k-root", str(tmp_path), "--n-songs", "all"])
+    args = train.build_parser().parse_args(["--mir1k-root", str(tmp_path), "--n-songs", "all",
+                                            "--save-dir", str(tmp_path / "run")])
     config = train.config_from_args(args)
     assert config.data.n_songs is None
     assert config.train.epochs == train.DATASET_DEFAULTS["epochs"]
@@ -460,3 +468,140 @@ def test_batches_from_a_data_service_on_localhost_are_the_local_ones(tmp_path):
         for value, expected_value in zip(batch, expected):
             np.testing.assert_allclose(value.numpy(), expected_value.numpy(), rtol=1e-6)
     del worker
+
+
+# === Nothing lost: a run folder is a user's work (issue 22) ===
+
+class _StopAtSecondEpoch(keras.callbacks.Callback):
+    """Ctrl-C as the second epoch begins: the first epoch's backup is complete."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def _main_exit_code(argv) -> int:
+    try:
+        return train.main(argv)
+    except SystemExit as exit_info:
+        return exit_info.code
+
+
+def test_an_interrupted_run_survives_a_refused_and_a_failed_command_then_resumes(
+        tmp_path, monkeypatch, capsys):
+    """Items 1 and 3: a new run without --resume is refused at once; with --overwrite and a
+    wrong data folder it fails before touching the run; --resume (the folder spelled
+    otherwise) then continues at epoch 2."""
+    save_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    flags = ["--export-dir", str(export_dir), *SMALL, "--epochs", "3"]
+    schedule = training._schedule_callbacks
+    monkeypatch.setattr(training, "_schedule_callbacks",
+                        lambda config: [*schedule(config), _StopAtSecondEpoch()])
+    assert _main_exit_code(["--save-dir", str(save_dir), *flags]) == 130
+    monkeypatch.setattr(training, "_schedule_callbacks", schedule)
+    first_epoch = read_history(str(save_dir / "history.csv"))
+    assert [row["epoch"] for row in first_epoch] == [1]
+    kept = {path: path.read_bytes() for path in save_dir.rglob("*") if path.is_file()
+            and "logs" not in path.parts}
+    capsys.readouterr()
+
+    assert _main_exit_code(["--save-dir", str(save_dir), *flags]) == 2
+    refusal = capsys.readouterr().err.strip()
+    assert len(refusal.splitlines()) == 1 and "--resume" in refusal and "--overwrite" in refusal
+    empty = tmp_path / "not_mir1k"
+    empty.mkdir()
+    assert _main_exit_code(["--save-dir", str(save_dir), *flags, "--overwrite",
+                            "--mir1k-root", str(empty)]) == 2
+    assert "no MIR-1K clips" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in kept} == kept, "the run folder is unchanged"
+
+    assert _main_exit_code(["--save-dir", f"{tmp_path}//./run/", *flags, "--resume"]) == 0
+    history = read_history(str(save_dir / "history.csv"))
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[0]["loss"] == first_epoch[0]["loss"], "epoch 1 was not trained again"
+
+
+def test_resume_on_a_finished_run_says_so_and_changes_nothing(short_run, capsys):
+    """Item 4: it does not train the run again nor replace its final model or export."""
+    save_dir, export_dir = short_run
+    final = save_dir / "final_model.keras"
+    stamps = (final.stat().st_mtime_ns, (export_dir / "saved_model.pb").stat().st_mtime_ns)
+    capsys.readouterr()
+    assert train.main(["--save-dir", str(save_dir), "--export-dir", str(export_dir), *SMALL,
+                       "--epochs", "5", "--resume"]) == 0
+    assert "this run is finished" in capsys.readouterr().out
+    assert (final.stat().st_mtime_ns,
+            (export_dir / "saved_model.pb").stat().st_mtime_ns) == stamps
+
+
+def test_a_new_run_into_a_finished_runs_folder_is_refused(short_run, capsys):
+    save_dir, export_dir = short_run
+    assert _main_exit_code(["--save-dir", str(save_dir), "--export-dir",
+                            str(export_dir), *SMALL, "--epochs", "5"]) == 2
+    assert "holds a run; continue it with --resume" in capsys.readouterr().err
+
+
+def test_resume_compares_folders_not_their_spelling(tmp_path, monkeypatch):
+    """Item 3: MIR-1K's folder and its Wavfile/ are one; relative and absolute are one."""
+    (tmp_path / "M" / "Wavfile").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    started = train.config_from_args(train.build_parser().parse_args(
+        ["--save-dir", "run", "--mir1k-root", "M/", *SMALL]))
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "config.json").write_text(started.to_json())
+    resumed = train.config_from_args(train.build_parser().parse_args(
+        ["--save-dir", str(tmp_path / "moved"), "--resume", *SMALL,
+         "--mir1k-root", str(tmp_path / "M" / "Wavfile")]))
+    assert resumed.data.mir1k_root == str(tmp_path / "M" / "Wavfile")
+
+
+def test_an_export_folder_holding_a_users_file_is_refused_before_training(tmp_path, capsys):
+    """Item 2 / 5: checked before the data load, with the save folder left untouched."""
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    (export_dir / "notes.txt").write_text("mine")
+    assert _main_exit_code(["--save-dir", str(tmp_path / "run"), "--export-dir",
+                            str(export_dir), *SMALL]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "notes.txt" in error
+    assert not (tmp_path / "run").exists()
+    assert os.listdir(export_dir) == ["notes.txt"]
+
+
+def _backup(folder, epochs_and_weights):
+    """A BackupAndRestore folder: the latest state, then the previous one (.bkp)."""
+    folder.mkdir()
+    model = build_model(TINY_RUN)
+    for suffix, epoch in epochs_and_weights:
+        model.save_weights(str(folder / "saved.weights.h5"))
+        os.replace(folder / "saved.weights.h5", folder / f"latest.weights.h5{suffix}")
+        (folder / f"{BACKUP_METADATA}{suffix}").write_text(json.dumps({"epoch": epoch}))
+
+
+def test_a_truncated_backup_falls_back_to_the_previous_state_with_its_own_epoch(tmp_path):
+    """Item 8: Keras loads the .bkp weights; the data must restart at their epoch, not the
+    newest metadata's; with no readable state left, one line says how to start over."""
+    backup = tmp_path / "backup"
+    _backup(backup, [("", 2), (".bkp", 1)])
+    weights = backup / "latest.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    assert run_folder.backup_state(str(backup)) == "previous"
+    run_folder.use_previous_backup(str(backup))
+    assert run_folder.backup_epoch(str(backup)) == 1
+    assert run_folder.backup_state(str(backup)) == "latest"
+
+    weights.write_bytes(b"truncated")
+    with pytest.raises(run_folder.BackupError, match="start the run over with --overwrite"):
+        run_folder.backup_state(str(backup))
+
+
+def test_a_truncated_backup_is_one_line_before_the_data_load(tmp_path, capsys):
+    save_dir = tmp_path / "run"
+    save_dir.mkdir()
+    (save_dir / "config.json").write_text(train.config_from_args(train.build_parser().parse_args(
+        ["--save-dir", str(save_dir), *SMALL])).to_json())
+    _backup(save_dir / "backup", [("", 1)])
+    (save_dir / "backup" / "latest.weights.h5").write_bytes(b"\x89HDF\r\n")
+    assert _main_exit_code(["--save-dir", str(save_dir), *SMALL, "--resume"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "backup is damaged" in error

@@ -26,7 +26,7 @@ from keras_unet.separation import song_files
 from keras_unet.web.files import display_name, download_name
 from keras_unet.web.jobs import FILES, Job, JobQueue, _waiting_words
 from keras_unet.separation.separator import BLOCK_SECONDS
-from keras_unet.web.webapp import WEB_FOLDER, create_app
+from keras_unet.web.webapp import WEB_FOLDER, create_app, host_allowed
 from keras_unet.core.config import ModelConfig, RunConfig
 from keras_unet.core.model import build_model
 from keras_unet.core.saving import save_keras
@@ -175,8 +175,10 @@ def test_bad_input_is_one_clear_message(server, models_dir, tiny, tmp_path):
     song = _wav_bytes(_tone(0.5))
     broken = tmp_path / "broken.keras"
     broken.write_text("not a zip archive")
+    broken = models_dir / "broken.keras"
+    broken.write_text("not a zip archive")
     refused = [  # (model, what the message says), refused before anything queues
-        (tmp_path / "absent.keras", f"model {tmp_path / 'absent.keras'}: no such model file"),
+        (models_dir / "absent.keras", f"model {models_dir / 'absent.keras'}: no such model file"),
         (models_dir / "empty", "not a model folder of this project (no model.keras)"),
         ("  ", "model: none chosen; pick one or type the path of a .keras file")]
     for model, message in refused:
@@ -264,6 +266,66 @@ def test_another_sites_page_cannot_upload_or_remove(server, tiny):
     job_id = response.get_json()["job"]["id"]
     refused = client.delete(f"/api/jobs/{job_id}", headers={"Origin": "http://127.0.0.1:1"})
     assert refused.status_code == 403 and os.listdir(work) == [job_id]
+
+
+ROUTES = [("get", "/"), ("get", "/static/app.js"), ("get", "/api/config"),
+          ("get", "/api/jobs"), ("post", "/api/jobs"), ("get", "/api/jobs/0123456789abcdef"),
+          ("delete", "/api/jobs/0123456789abcdef"),
+          ("get", "/api/jobs/0123456789abcdef/vocals.wav"), ("get", "/api/nothing")]
+
+
+@pytest.mark.parametrize("host", ["rebind.example:8767", "rebind.example", "127.0.0.1.nip.io",
+                                  "localhost.example:80", "192.168.1.20"])
+def test_a_host_of_another_name_gets_403_from_every_route(server, tiny, host):
+    """Issue 22, item 9: a DNS-rebound name passes the Origin check, which compares with Host."""
+    client, _, work = server
+    for method, route in ROUTES:
+        headers = {"Host": host, "Origin": f"http://{host}"}
+        data = ({"file": (io.BytesIO(_wav_bytes(_tone(0.2))), "song.wav"), "model": tiny}
+                if method == "post" else None)
+        response = getattr(client, method)(route, headers=headers, data=data)
+        assert response.status_code == 403, (method, route)
+        assert "answers only to the address it listens on" in response.get_json()["error"]
+    assert os.listdir(work) == []
+
+
+def test_hosts_the_server_answers_to():
+    assert all(host_allowed(host, "127.0.0.1")
+               for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST"))
+    assert host_allowed("[::1]:8000", "::1") and host_allowed("localhost", "::1")
+    assert host_allowed("192.168.1.20:8000", "192.168.1.20")
+    assert not host_allowed("localhost:8000", "192.168.1.20")
+    assert host_allowed("192.168.1.20:8000", "0.0.0.0") and host_allowed("localhost", "::")
+    assert not any(host_allowed(host, "0.0.0.0") for host in ("rebind.example", "", "a.b:1"))
+
+
+def test_a_model_outside_the_models_folder_is_refused_without_saying_if_it_exists(
+        server, models_dir, tiny, tmp_path):
+    """Item 10: /etc/hostname, a folder, a missing path and a link out all read the same."""
+    client, _, work = server
+    link = models_dir / "link_out"
+    if not link.exists():
+        link.symlink_to(tmp_path)
+    answers = set()
+    for model in ("/etc/hostname", os.path.expanduser("~"), tmp_path / "absent.keras",
+                  "/nonexistent/x.keras", link, models_dir / ".." / "elsewhere.keras",
+                  f"{models_dir}-twin/tiny"):
+        status, body = _post(client, _wav_bytes(_tone(0.2)), "song.wav", model)
+        assert status == 400
+        assert str(model) not in body["error"] and "hostname" not in body["error"]
+        answers.add(body["error"])
+    assert answers == {"model: only the models folder's models can be used here (the "
+                       "server's owner can allow others with --any-model-path)"}
+    assert os.listdir(work) == []
+
+
+def test_answers_say_nosniff_and_allow_nothing_from_elsewhere(server):
+    client, _, _ = server
+    for route in ("/", "/static/app.js", "/api/config", "/api/nothing"):
+        headers = client.get(route).headers
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert "default-src 'self'" in headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
 
 
 def test_an_oversize_upload_is_refused_with_413(server, tiny):

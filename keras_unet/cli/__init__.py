@@ -17,16 +17,20 @@ error path: one line on stderr, exit code 2.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import os
 import re
+import signal
 import sys
 import typing
 
 from keras_unet.core.audio_io import OUTPUT_FORMATS
 from keras_unet.core.config import DEFAULT_MODEL, INFERENCE_BATCH_SIZE, PRECISIONS
 from keras_unet.separation.writing import CLIP_MODES, DEFAULT_CLIP_MODE, DEFAULT_OUTPUT_FORMAT
+from keras_unet.core.files import folder_problem
+from keras_unet.export.folder import replace_problem
 
 
 def _argument_docs(cls) -> dict:
@@ -166,6 +170,59 @@ def fail(message: str, code: int = 2) -> typing.NoReturn:
     """Prints one line on stderr and exits: the CLIs' only way to report bad input."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def export_folder_problem(directory: str) -> typing.Optional[str]:
+    """Why an export cannot be written to `directory`, or None: asked before any long work.
+
+    The folder must be absent, empty or an earlier export of this project
+    (`keras_unet.export.folder`); it and its parent, where the new export is
+    built before it is renamed into place, writable or creatable.
+    """
+    return (replace_problem(directory) or folder_problem(directory)
+            or folder_problem(os.path.dirname(os.path.abspath(directory))))
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What a terminal (Ctrl-C, a closed window) or a service manager sends to stop a command."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal arrived; raised where the command is, so every `finally` cleans up.
+
+    Args:
+        signal_number: the signal; the command exits with 128 + it (130 for
+            SIGINT, 143 for SIGTERM, 129 for SIGHUP), as a shell reports it.
+    """
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+@contextlib.contextmanager
+def stops_cleanly():
+    """Within the block, SIGINT, SIGTERM and SIGHUP end the command with one line.
+
+    Their default action kills the process at once, leaving its temporary
+    files; here each raises `Stopped` in the main thread, so the code that
+    made a temporary file removes it on the way out. Further signals are
+    ignored while that runs. The previous handlers come back after the block.
+    """
+    def stop(signal_number, _frame):
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)  # the clean-up runs once, to its end
+        raise Stopped(signal_number)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    except Stopped as stopped:
+        name = signal.Signals(stopped.signal_number).name
+        fail(f"stopped by {name}; no partial file was left", code=128 + stopped.signal_number)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def exit_at_once(code: int) -> typing.NoReturn:

@@ -19,8 +19,9 @@ import zipfile
 from typing import Optional
 
 from keras_unet.cli import (ArgumentParser, add_batch_size_flag, check_batch_size, fail,
-                            import_tensorflow_quietly)
+                            export_folder_problem, import_tensorflow_quietly)
 from keras_unet.core.config import EXPORT_KINDS, KERAS_FILE, MODELS_DIR
+from keras_unet.core.files import reason
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="a .keras checkpoint (or an exported SavedModel folder)")
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="SavedModel folder to write (default: saved_models/<checkpoint "
-                             "stem>, beside the code); replaced only if it is an earlier "
-                             "export of this project or empty")
+                             "stem>, beside the code); replaced only if it is empty "
+                             "or holds nothing but an earlier export of this project")
     parser.add_argument("--kind", choices=EXPORT_KINDS, default="both",
                         help="what to export (default: both)")
     add_batch_size_flag(parser)  # inside the separator graph
@@ -88,6 +89,9 @@ def main(argv=None) -> int:
     check_batch_size(args)
     if args.tflite and args.kind == "separator":
         fail("--tflite needs the mask signature: use --kind mask or both")
+    problem = export_folder_problem(output)
+    if problem:
+        fail(f"--output {output}: {problem}")
     import_tensorflow_quietly()
 
     from keras_unet.export.saved_model import export_saved_model, signature_names
@@ -97,8 +101,10 @@ def main(argv=None) -> int:
         model = load_model(args.checkpoint)
         directory = export_saved_model(model, output, kind=args.kind,
                                        batch_size=args.batch_size, tflite=args.tflite)
-    except (ModelFileError, OSError) as error:
+    except ModelFileError as error:
         fail(str(error))
+    except OSError as error:
+        fail(f"--output {output}: cannot write ({reason(error)})")
     primary, *others = signature_names(args.kind)
     print(f"exported {args.checkpoint} ({args.kind}) to {directory}; signatures: "
           f"{primary} (serving_default), {', '.join(others)}")

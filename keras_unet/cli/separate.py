@@ -23,6 +23,12 @@ A file rescaled or clipped gets one warning line on stderr. To write each
 file, the vocals go first to a float32 scratch file beside the outputs
 (4 bytes per sample and channel, deleted afterwards) and the input is read
 a second time.
+
+Nothing is lost or half-written: the two outputs of a song appear together
+or not at all, earlier results are replaced only with --overwrite, an input
+rewritten while it is separated gets an error, not outputs, and Ctrl-C,
+SIGTERM or SIGHUP stop the command with one line, leaving no temporary file
+(exit 130, 143, 129).
 """
 
 import argparse
@@ -33,8 +39,9 @@ import time
 from keras_unet.cli import (ArgumentParser, add_batch_size_flag, add_model_flag,
                             add_output_flags, add_precision_flag, check_batch_size,
                             check_model_exists, check_output_flags, fail,
-                            import_tensorflow_quietly)
+                            import_tensorflow_quietly, stops_cleanly)
 from keras_unet.core.audio_io import OUTPUT_FORMATS, song_name
+from keras_unet.core.files import reason
 from keras_unet.core.messages import last_line
 
 PLOT_NAME = "separation.png"
@@ -58,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", action="store_true",
                         help=f"also write {PLOT_NAME}: mix, mask and vocals spectrograms")
     parser.add_argument("--reference", metavar="VOCALS_FILE",
-                        help="true vocals of the (single) input, added to the plot")
+                        help="true vocals of the (single) input, added to the plot (with "
+                             "--plot)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of an earlier run in a song's folder "
+                             "(without it such a song is refused)")
     parser.add_argument("--timings", action="store_true",
                         default=os.environ.get(TIMINGS_VARIABLE) == "1",
                         help=argparse.SUPPRESS)
@@ -74,11 +85,25 @@ def _output_paths(args, path: str) -> dict:
             "plot": os.path.join(folder, PLOT_NAME)}
 
 
-def _check_outputs(paths: dict, protected: set) -> None:
-    """Refuses outputs that would overwrite an input (InputError)."""
+def _check_outputs(args, paths: dict, protected: set) -> None:
+    """Refuses outputs that would overwrite an input, or earlier results without --overwrite.
+
+    Raises:
+        InputError: naming the file and what to do.
+    """
     for key in ("vocals", "accompaniment", "plot"):
         if os.path.realpath(paths[key]) in protected:
             raise InputError(f"{paths[key]}: output would overwrite an input file")
+    if not args.overwrite and _earlier_results(args, paths):
+        raise InputError(f"{paths['folder']}: holds earlier results "
+                         f"({', '.join(_earlier_results(args, paths))}); pass --overwrite to "
+                         "replace them, or choose another -o")
+
+
+def _earlier_results(args, paths: dict) -> list:
+    """The names of this song's outputs already in its folder."""
+    keys = ("vocals", "accompaniment", "plot") if args.plot else ("vocals", "accompaniment")
+    return [os.path.basename(paths[key]) for key in keys if os.path.lexists(paths[key])]
 
 
 def _process(separator, args, path: str, paths: dict) -> None:
@@ -99,7 +124,7 @@ def _process(separator, args, path: str, paths: dict) -> None:
         if args.plot:
             write_plot(separator, path, paths["plot"], args.reference)
     except OSError as error:
-        raise InputError(f"{paths['folder']}: cannot write ({error.strerror})") from None
+        raise InputError(f"{paths['folder']}: cannot write ({reason(error)})") from None
     finally:
         if created and os.path.isdir(paths["folder"]) and not os.listdir(paths["folder"]):
             os.rmdir(paths["folder"])
@@ -108,25 +133,33 @@ def _process(separator, args, path: str, paths: dict) -> None:
 def _check_flags(parser, args: argparse.Namespace) -> None:
     """Fails on flags that cannot work together, a missing model or reference, or an
     output folder that cannot be written."""
-    from keras_unet.core.audio_io import AudioError, check_readable
-
     check_batch_size(args)
     check_output_flags(args)
+    if args.reference is not None and not args.plot:
+        parser.error("argument --reference: is drawn in the plot; add --plot")
     if args.reference is not None and len(args.inputs) > 1:
         parser.error("argument --reference: gives the vocals of one input; "
                      f"received {len(args.inputs)} inputs")
     check_model_exists(args.model)
     if args.reference is not None:
-        try:
-            check_readable(args.reference)
-        except AudioError as error:
-            fail(f"--reference {error}")
+        _check_reference(args.reference)
     try:
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as error:
         fail(f"-o {args.output_dir}: cannot create the output folder ({error.strerror})")
     if not os.access(args.output_dir, os.W_OK | os.X_OK):
         fail(f"-o {args.output_dir}: output folder is not writable")
+
+
+def _check_reference(path: str) -> None:
+    """Fails unless the --reference file opens as audio: before any output is written."""
+    from keras_unet.core.audio_io import AudioError, open_audio
+
+    try:
+        with open_audio(path):
+            pass
+    except AudioError as error:
+        fail(f"--reference {error}")
 
 
 def _checked_inputs(args: argparse.Namespace):
@@ -142,10 +175,11 @@ def _checked_inputs(args: argparse.Namespace):
         try:
             check_readable(path)
             paths = _output_paths(args, path)
-            _check_outputs(paths, protected)
+            _check_outputs(args, paths, protected)
             if paths["folder"] in folders:
                 raise InputError(f"{path}: same output folder {paths['folder']} as "
-                                 f"{folders[paths['folder']]}; separate it in another run")
+                                 f"{folders[paths['folder']]}; rename it, or separate it "
+                                 "with another -o")
             folders[paths["folder"]] = path
             jobs.append((path, paths))
         except (AudioError, InputError) as error:
@@ -160,6 +194,7 @@ def _separate_each(separator, args: argparse.Namespace, jobs: list) -> int:
 
     failures = 0
     for path, paths in jobs:
+        replaced = " (earlier results replaced)" if _earlier_results(args, paths) else ""
         try:
             _process(separator, args, path, paths)
         except (AudioError, InputError, ValueError) as error:
@@ -173,11 +208,17 @@ def _separate_each(separator, args: argparse.Namespace, jobs: list) -> int:
                   f"{last_line(str(error))})", file=sys.stderr)
             failures += 1
             continue
-        print(f"{path} -> {paths['folder']}")
+        print(f"{path} -> {paths['folder']}{replaced}")
     return failures
 
 
 def main(argv=None) -> int:
+    """Separates the inputs; a stop signal ends it with one line (`stops_cleanly`)."""
+    with stops_cleanly():
+        return _separate_all(argv)
+
+
+def _separate_all(argv) -> int:
     process_start = time.perf_counter()
     parser = build_parser()
     args = parser.parse_args(argv)

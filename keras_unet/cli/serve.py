@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default=LOCAL_HOST,
                         help="address to listen on (default: 127.0.0.1, this machine only; "
-                             "0.0.0.0 lets other machines upload files and load any model "
-                             "file this user can read)")
+                             "0.0.0.0 lets other machines upload files); the page answers "
+                             "only requests addressed to it")
     parser.add_argument("--port", type=int, default=8000,
                         help="port to listen on; 0 picks a free one (default: 8000)")
     parser.add_argument("--max-upload-mb", type=float, default=200.0,
@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long results stay after their separation (default: 60)")
     parser.add_argument("--models-dir", default=MODELS_DIR,
                         help="folder whose model folders the page offers "
-                             "(default: the shipped saved_models)")
+                             "(default: the shipped saved_models); the only folder models "
+                             "may come from")
+    parser.add_argument("--any-model-path", action="store_true",
+                        help="let the page's model field load any model file or folder this "
+                             "user can read, not only those in --models-dir")
     add_precision_flag(parser)
     return parser
 
@@ -84,7 +88,8 @@ def main(argv=None) -> int:
                     max_waiting=args.max_waiting)
     try:
         app = create_app(jobs, args.models_dir, DEFAULT_MODEL,
-                         max_upload_bytes=int(args.max_upload_mb * 2 ** 20))
+                         max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
+                         listen_address=args.host, any_model_path=args.any_model_path)
         try:
             server = make_server(args.host, args.port, app, threaded=True)
         except (OSError, OverflowError) as error:

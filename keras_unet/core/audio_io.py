@@ -395,16 +395,20 @@ class AudioWriter:
         bits = _INTEGER_BITS.get(subtype)
         self._shift = None if bits is None else 32 - bits  # to libsndfile's 32-bit integers
         try:
-            self._temporary = files.temporary_beside(self.path, suffix=f".{extension}")
+            self.temporary = files.temporary_beside(self.path, suffix=f".{extension}")
         except OSError as error:
-            raise AudioError(f"{self.path}: cannot write ({error.strerror})") from None
+            raise AudioError(f"{self.path}: cannot write ({files.reason(error)})") from None
+        opened = False
         try:
-            self._file = soundfile.SoundFile(self._temporary, mode="w",
+            self._file = soundfile.SoundFile(self.temporary, mode="w",
                                              samplerate=sample_rate_hz, channels=n_channels,
                                              subtype=subtype, format=extension.upper())
+            opened = True
         except Exception as error:  # libsndfile refuses some rate/channel/format mixes
-            os.unlink(self._temporary)
-            raise AudioError(f"{self.path}: cannot write ({error_line(error)})") from None
+            raise AudioError(f"{self.path}: cannot write ({self._reason(error)})") from None
+        finally:
+            if not opened:  # a signal too: nobody else knows the temporary's name yet
+                files.discard(self.temporary)
 
     def write(self, samples: np.ndarray) -> None:
         """Appends (samples, channels): float32 full scale, or, for an integer format,
@@ -422,22 +426,36 @@ class AudioWriter:
             self._file.write(samples)
         except Exception as error:
             self.abort()
-            raise AudioError(f"{self.path}: cannot write ({error_line(error)})") from None
+            raise AudioError(f"{self.path}: cannot write ({self._reason(error)})") from None
+
+    def finish(self) -> None:
+        """Closes the file, complete, under its temporary name (`temporary`).
+
+        For files that must appear together (`keras_unet.core.files.publish_together`).
+        """
+        try:
+            self._file.close()
+        except Exception as error:
+            self.abort()
+            raise AudioError(f"{self.path}: cannot write ({self._reason(error)})") from None
 
     def commit(self) -> None:
         """Closes the file and renames it to `path`."""
+        self.finish()
         try:
-            self._file.close()
-            files.publish(self._temporary, self.path)
-        except Exception as error:
+            files.publish(self.temporary, self.path)
+        except OSError as error:
             self.abort()
-            raise AudioError(f"{self.path}: cannot write ({error_line(error)})") from None
+            raise AudioError(f"{self.path}: cannot write ({self._reason(error)})") from None
 
     def abort(self) -> None:
         """Closes and deletes the temporary file."""
         if not self._file.closed:
             self._file.close()
-        files.discard(self._temporary)
+        files.discard(self.temporary)
+
+    def _reason(self, error: Exception) -> str:
+        return files.reason(error, folder=os.path.dirname(os.path.abspath(self.path)))
 
     def __enter__(self):
         return self

@@ -8,7 +8,13 @@ private 0600.
 
 import contextlib
 import os
+import shutil
 import tempfile
+
+from keras_unet.core.messages import error_line
+
+FULL_BYTES = 1 << 20
+"""Free space under which a write that failed without a reason is blamed on a full device."""
 
 
 def _umask() -> int:
@@ -27,8 +33,12 @@ def temporary_beside(path: str, suffix: str = "") -> str:
     os.makedirs(folder, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{os.path.basename(path)}.", suffix=f".part{suffix}", dir=folder)
-    os.close(descriptor)
-    os.chmod(temporary, 0o666 & ~_umask())
+    try:
+        os.close(descriptor)
+        os.chmod(temporary, 0o666 & ~_umask())
+    except BaseException:  # a signal too: the caller never learns the name to delete
+        discard(temporary)
+        raise
     return temporary
 
 
@@ -62,3 +72,81 @@ def atomic_path(path: str, suffix: str = ""):
         publish(temporary, path)
     finally:
         discard(temporary)
+
+
+def publish_together(pairs) -> None:
+    """Renames finished temporary files to their paths: all of them, or none.
+
+    Files already at those paths are first moved aside, and put back if any
+    rename fails or is interrupted (a signal raises in the middle of it), so
+    the paths hold either every old file or every new one, never a mix.
+
+    Args:
+        pairs: (temporary, path) for each file.
+
+    Raises:
+        OSError: a rename failed; the old files are back in place.
+    """
+    moved_aside, placed = [], []
+    try:
+        for _, path in pairs:
+            if os.path.lexists(path):
+                aside = temporary_beside(path, ".old")
+                os.replace(path, aside)
+                moved_aside.append((aside, path))
+        for temporary, path in pairs:
+            os.replace(temporary, path)
+            placed.append(path)
+    except BaseException:
+        for path in placed:
+            discard(path)
+        for aside, path in moved_aside:
+            os.replace(aside, path)
+        raise
+    for aside, _ in moved_aside:
+        discard(aside)
+
+
+def folder_problem(path: str):
+    """Why files cannot be written in the folder `path` (made when missing), or None.
+
+    Checked before long work starts, so a read-only place or a file where a
+    folder should be is refused at once rather than after it. Nothing is
+    created: for a missing folder, its nearest existing parent is checked.
+    """
+    path = os.path.abspath(path)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        return "exists and is not a folder"
+    existing = path
+    while not os.path.isdir(existing):
+        parent = os.path.dirname(existing)
+        if os.path.lexists(existing) or parent == existing:
+            return f"cannot be created ({existing} is not a folder)"
+        existing = parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return "is not writable" if existing == path else f"cannot be created in {existing}"
+    return None
+
+
+def reason(error: Exception, folder: str = None) -> str:
+    """What went wrong, in words, for an error from writing (never "None").
+
+    Some writers raise without an errno (an OSError whose strerror is None)
+    or with libsndfile's "System error."; for those the free space of
+    `folder` (default: that of the error's file) decides whether to say the
+    device is full.
+    """
+    strerror = getattr(error, "strerror", None)
+    text = strerror or error_line(error)
+    filename = getattr(error, "filename", None)
+    folder = folder or (os.path.dirname(os.path.abspath(filename)) if filename else None)
+    if (strerror is None or "System error" in text) and folder and _is_full(folder):
+        return "no space left on the device"
+    return text
+
+
+def _is_full(folder: str) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < FULL_BYTES
+    except OSError:
+        return False

@@ -33,7 +33,8 @@ name. To serve DIR, place it as a numbered version: MODEL_BASE/1/ = DIR.
 Writes are atomic: the folder is built under a temporary sibling name and
 renamed into place, so DIR is either the previous export or the new one,
 never a half-written folder. An existing DIR is replaced only when it is
-empty or a previous export of this project; anything else is left alone.
+empty or holds nothing but a previous export of this project, checked file
+by file (`keras_unet.export.folder`); anything else is left alone.
 """
 
 import os
@@ -45,14 +46,11 @@ import tensorflow as tf
 
 from keras_unet.core.precision import model_for_precision
 from keras_unet.core.config import (EXPORT_KINDS, INFERENCE_BATCH_SIZE, KERAS_FILE,
-                                    RUN_CONFIG_FILE, RunConfig)
+                                    RunConfig)
 from keras_unet.core.masking import separate_mono
 from keras_unet.core.saving import checked_run_config
 from keras_unet.core.steps import MaskModel
-
-CONFIG_FILE = RUN_CONFIG_FILE
-TFLITE_FILE = "model.tflite"
-SAVED_MODEL_FILE = "saved_model.pb"
+from keras_unet.export.folder import CONFIG_FILE, TFLITE_FILE, replace_problem
 
 MASK_SIGNATURE = "mask"
 SEPARATE_SIGNATURE = "separate"
@@ -98,8 +96,9 @@ def export_saved_model(model: MaskModel, directory: str, kind: str = "mask",
             "separator".
         keras_unet.core.saving.ModelFileError: the model's input shape does not
             match its config.
-        FileExistsError: `directory` exists, is not empty and is not an export
-            of this project.
+        FileExistsError: `directory` exists and holds anything but an earlier
+            export of this project (`keras_unet.export.folder`).
+        OSError: the folder cannot be written (a full disk among others).
     """
     _check_kind(kind)
     if batch_size < 1:
@@ -125,6 +124,9 @@ def export_saved_model(model: MaskModel, directory: str, kind: str = "mask",
             with open(os.path.join(staged, TFLITE_FILE), "wb") as file:
                 file.write(convert_to_tflite(staged))
         _install(staged, directory)
+    except tf.errors.OpError as error:  # TensorFlow's writer on a full or failing disk
+        cause = (error.message or type(error).__name__).strip().splitlines()[0]
+        raise OSError(f"{directory}: cannot write the export ({cause})") from None
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return directory
@@ -200,19 +202,10 @@ def _config_function(config_json: str):
     return config
 
 
-def _is_export(directory: str) -> bool:
-    return all(os.path.isfile(os.path.join(directory, file))
-               for file in (SAVED_MODEL_FILE, CONFIG_FILE))
-
-
 def _check_replaceable(directory: str) -> None:
-    if not os.path.lexists(directory):
-        return
-    if not os.path.isdir(directory) or os.path.islink(directory):
-        raise FileExistsError(f"{directory}: exists and is not a folder; refusing to replace it")
-    if os.listdir(directory) and not _is_export(directory):
-        raise FileExistsError(f"{directory}: exists and is not a SavedModel export of this "
-                              "project; refusing to overwrite it (choose another folder)")
+    problem = replace_problem(directory)
+    if problem:
+        raise FileExistsError(f"{directory}: {problem}")
 
 
 def _install(staged: str, directory: str) -> None:

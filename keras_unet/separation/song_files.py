@@ -37,7 +37,8 @@ def separate_file(separator, path: str, vocals_path: str, accompaniment_path: st
     Args:
         separator: a `keras_unet.separation.separator.Separator`.
         path: the song, any file `keras_unet.core.audio_io.open_audio` reads.
-        vocals_path, accompaniment_path: the outputs, each written atomically.
+        vocals_path, accompaniment_path: the outputs, which appear together or
+            not at all (`keras_unet.separation.writing.write_separation`).
         output_format: a key of `keras_unet.core.audio_io.OUTPUT_FORMATS`.
         clip_mode: one of `keras_unet.separation.writing.CLIP_MODES`.
         on_progress: on_progress(samples done, samples) after each separated
@@ -47,21 +48,49 @@ def separate_file(separator, path: str, vocals_path: str, accompaniment_path: st
         `keras_unet.separation.writing.Written`: the peak, scale factor and clipping.
 
     Raises:
-        AudioError: the song cannot be read or an output cannot be written.
+        AudioError: the song cannot be read, changed while it was separated,
+            or an output cannot be written.
     """
     stopwatch = separator.stopwatch
     began = time.perf_counter()
+    opened = _identity(path)
     with open_audio(path, look_back_seconds=separator.look_back_seconds) as reader:
         stopwatch.add("read_resample", began)
         began, separating = time.perf_counter(), stopwatch.separating()
         rate, channels = reader.sample_rate_hz, reader.n_channels
         blocks = separator.separate_blocks(reader.read, reader.n_samples, channels, rate,
                                            on_progress=on_progress)
-        written = write_separation(blocks, reader.read, reader.n_samples, channels, rate,
-                                   vocals_path, accompaniment_path, output_format, clip_mode)
+        written = write_separation(
+            blocks, reader.read, reader.n_samples, channels, rate, vocals_path,
+            accompaniment_path, output_format, clip_mode,
+            before_publishing=lambda: _check_unchanged(path, opened))
     # the rest is writing, with the second read of the input
     stopwatch.add("writing", began + stopwatch.separating() - separating)
     return written
+
+
+def _identity(path: str) -> tuple:
+    """What changes when a file is rewritten or replaced: device, inode, size, modification time."""
+    status = os.stat(path)
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _check_unchanged(path: str, opened: tuple) -> None:
+    """Refuses outputs of an input rewritten while it was separated.
+
+    The input is read twice (`keras_unet.separation.writing`): the second
+    read of a changed file would give outputs that belong to neither version.
+
+    Raises:
+        AudioError: `path` is not the file it was when the separation began.
+    """
+    try:
+        unchanged = _identity(path) == opened
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        raise AudioError(f"{path}: changed while it was being separated; no results written "
+                         "(separate it again)")
 
 
 def fit_warning(name: str, written: Written) -> Optional[str]:

@@ -121,7 +121,8 @@ def write_separation(blocks: Iterable[Tuple[int, np.ndarray, np.ndarray]],
                      read: Callable[[int, int], np.ndarray], n_samples: int, n_channels: int,
                      sample_rate_hz: int, vocals_path: str, accompaniment_path: str,
                      output_format: str = DEFAULT_OUTPUT_FORMAT,
-                     clip_mode: str = DEFAULT_CLIP_MODE) -> Written:
+                     clip_mode: str = DEFAULT_CLIP_MODE,
+                     before_publishing: Callable[[], None] = lambda: None) -> Written:
     """Writes the vocals and the accompaniment of a song, in two passes (module docstring).
 
     Args:
@@ -132,10 +133,16 @@ def write_separation(blocks: Iterable[Tuple[int, np.ndarray, np.ndarray]],
         n_samples: samples per channel of the song.
         n_channels: its channels.
         sample_rate_hz: its rate.
-        vocals_path, accompaniment_path: the files to write, each atomically
-            (`keras_unet.core.audio_io.AudioWriter`); the scratch file is deleted.
+        vocals_path, accompaniment_path: the files to write. Both are written
+            under temporary names, then renamed together
+            (`keras_unet.core.files.publish_together`): the folder holds both
+            new files or both old ones (or none), never one of each, whatever
+            fails or stops the writing. The scratch file is deleted.
         output_format: a key of `keras_unet.core.audio_io.OUTPUT_FORMATS`.
         clip_mode: one of `CLIP_MODES`.
+        before_publishing: called once both files are complete, before they
+            are renamed; what it raises keeps them out (`song_files` checks
+            there that the input did not change meanwhile).
 
     Returns:
         `Written`: the peak, the scale factor and the clipped samples.
@@ -150,11 +157,10 @@ def write_separation(blocks: Iterable[Tuple[int, np.ndarray, np.ndarray]],
     if clip_mode == "none" and steps is not None:
         raise ValueError(f"clip mode 'none' writes samples beyond full scale, which the "
                          f"integer format {output_format!r} cannot hold; use a float format")
+    folder = os.path.dirname(vocals_path) or "."
+    scratch = None
     try:
         scratch = files.temporary_beside(vocals_path, suffix=".f32")
-    except OSError as error:
-        raise AudioError(f"{vocals_path}: cannot write ({error.strerror})") from None
-    try:
         # Pass 1: the vocals to the scratch file; the peak, and whether all fits as it is.
         peak, fits = 0.0, True
         with open(scratch, "wb") as vocals_file:
@@ -182,12 +188,15 @@ def write_separation(blocks: Iterable[Tuple[int, np.ndarray, np.ndarray]],
                 vocals_out.write(vocals)
                 accompaniment_out.write(accompaniment)
                 clipped += block_clipped
-            vocals_out.commit()
-            accompaniment_out.commit()
+            vocals_out.finish()
+            accompaniment_out.finish()
+            before_publishing()
+            files.publish_together([(vocals_out.temporary, vocals_path),
+                                    (accompaniment_out.temporary, accompaniment_path)])
     except OSError as error:
-        raise AudioError(f"{os.path.dirname(vocals_path) or '.'}: cannot write "
-                         f"({error.strerror})") from None
+        raise AudioError(f"{folder}: cannot write ({files.reason(error, folder)})") from None
     finally:
-        files.discard(scratch)
+        if scratch is not None:
+            files.discard(scratch)
     return Written(peak=peak, scale=scale, clipped=clipped,
                    n_output_samples=2 * n_samples * n_channels)

@@ -2,4 +2,5 @@
 
     run.py        a training run: devices, strategy, data, model, callbacks, outputs
     callbacks.py  checkpoints, history, validation SI-SDR, TensorBoard summaries
+    run_folder.py what a run folder holds, when it may change, which backup resumes
 """

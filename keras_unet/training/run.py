@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_unet.training import callbacks as unet_callbacks
+from keras_unet.training import run_folder
 from keras_unet.export.saved_model import export_saved_model
 from keras_unet.core.precision import resolve_precision
 from keras_unet.core.config import (BEST_MODEL_FILE, HISTORY_FILE, MASK_LAYER, MODELS_DIR,
@@ -50,7 +51,6 @@ MASK_INIT_BATCHES = 8
 MASK_INIT_SEED_OFFSET = 7919
 MASK_INIT_RANGE = (0.01, 0.99)
 MIN_LEARNING_STEPS = 1000  # on MIR-1K, fewer steps leave the mask near a constant
-BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
 MIRRORED_CPU_REPLICAS = 2
 
 
@@ -118,12 +118,23 @@ def _run_name(config: RunConfig, stamp: str) -> str:
 
 
 def _prepare_save_dir(config: RunConfig, resume: bool) -> str:
+    """Makes the run folder ready to train in; returns its backup folder.
+
+    Called once the data are loaded and the model built, so a run that fails
+    or is stopped before it changes nothing in the folder. A new run clears
+    an earlier one's files (the command line asked for `--overwrite`); a
+    resumed one puts the backup state it will load in place.
+    """
     save_dir = config.train.save_dir
-    backup_dir = os.path.join(save_dir, "backup")
-    # BackupAndRestore writes its metadata after the weights: without it, the
-    # first backup never completed, and a resumed run starts from epoch 1.
-    if not resume or not os.path.isfile(os.path.join(backup_dir, BACKUP_METADATA)):
-        shutil.rmtree(backup_dir, ignore_errors=True)
+    backup_dir = os.path.join(save_dir, run_folder.BACKUP_FOLDER)
+    if not resume:
+        run_folder.clear_run(save_dir)
+    else:
+        state = run_folder.backup_state(backup_dir)
+        if state is None:  # the first backup never completed: resume from epoch 1
+            shutil.rmtree(backup_dir, ignore_errors=True)
+        elif state == "previous":
+            run_folder.use_previous_backup(backup_dir)
     with atomic_path(os.path.join(save_dir, RUN_CONFIG_FILE)) as temporary, \
             open(temporary, "w") as file:
         file.write(config.to_json())
@@ -265,20 +276,6 @@ def even_batches(dataset: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
                      for part in (mix, vocals, frame_weights))
 
     return dataset.map(pad) if replicas > 1 else dataset
-
-
-def resumed_epoch(backup_dir: str) -> int:
-    """The epoch (0-based) an interrupted run resumes at: the epochs its backup completed.
-
-    Read from the metadata `keras.callbacks.BackupAndRestore` writes beside
-    its weights, before `fit` starts, so the training data can continue
-    where the run stopped; 0 when there is no completed backup.
-    """
-    path = os.path.join(backup_dir, BACKUP_METADATA)
-    if not os.path.isfile(path):
-        return 0
-    with open(path, encoding="utf-8") as file:
-        return int(json.load(file)["epoch"])
 
 
 def stft_device(config: RunConfig, strategy: tf.distribute.Strategy) -> Optional[str]:
@@ -423,15 +420,18 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
     Raises:
         pipelines.sources.DataError: the data cannot be loaded.
         TrainingError: the loss became non-finite.
+        run_folder.BackupError: a resumed run's backup cannot be loaded.
+        OSError: the run folder or the export folder cannot be written.
     """
     keras.utils.set_random_seed(config.train.seed)
     strategy = make_strategy(config.train.strategy)
     chief = is_chief(strategy)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     save_dir = config.train.save_dir
-    backup_dir = _prepare_save_dir(config, resume) if chief else None
     log_dir = os.path.join(save_dir, "logs", stamp)
     export_dir = config.train.export_dir or os.path.join(MODELS_DIR, _run_name(config, stamp))
+    if resume and chief:
+        run_folder.backup_state(os.path.join(save_dir, run_folder.BACKUP_FOLDER))  # fails early
 
     train_tracks, validation_tracks = load_tracks(config)
     model = build_compiled_model(config, strategy)
@@ -440,6 +440,8 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
         sample = make_train_dataset(train_tracks, config, config.train.batch_size,
                                     config.train.seed + MASK_INIT_SEED_OFFSET, epochs=1)
         initialise_mask_bias(model, best_constant_mask(sample))
+    # Only now, with the data and the model ready, does the run folder change.
+    backup_dir = _prepare_save_dir(config, resume) if chief else None
     run_callbacks = (_make_callbacks(config, backup_dir, log_dir, resume,
                                      validation_patch(validation_tracks, config),
                                      validation_tracks)
@@ -450,7 +452,7 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
         # One stream for the whole run, from the epoch a resumed run restarts at.
         train_data = checked_on_device(functools.partial(
             make_train_dataset, train_tracks, config, config.train.batch_size,
-            config.train.seed, first_epoch=resumed_epoch(backup_dir) if resume else 0,
+            config.train.seed, first_epoch=run_folder.backup_epoch(backup_dir) if resume else 0,
             data_service=config.data.data_service), stft_device(config, strategy))
         model.fit(train_data, steps_per_epoch=_steps_per_epoch(config),
                   validation_data=even_batches(
@@ -462,9 +464,10 @@ def train(config: RunConfig, resume: bool = False) -> RunOutputs:
 
     history = unet_callbacks.read_history(os.path.join(save_dir, HISTORY_FILE))
     if not history or not math.isfinite(history[-1]["loss"]):
+        best = os.path.join(save_dir, BEST_MODEL_FILE)
         raise TrainingError("the training loss became NaN or infinite; training stopped. "
-                            f"The last good checkpoint is {save_dir}/{BEST_MODEL_FILE}")
-    save_keras(model, os.path.join(save_dir, "final_model.keras"))
-    export_saved_model(load_model(os.path.join(save_dir, BEST_MODEL_FILE)), export_dir,
-                       kind="both")
+                            f"The last good checkpoint is {best}")
+    save_keras(model, os.path.join(save_dir, run_folder.FINAL_MODEL_FILE))
+    best_model = load_model(os.path.join(save_dir, BEST_MODEL_FILE))
+    export_saved_model(best_model, export_dir, kind="both")
     return RunOutputs(save_dir, log_dir, export_dir, history)

@@ -17,8 +17,17 @@ holds no model, an upload over the size limit (413), one more upload
 while `--max-waiting` songs wait (429), an upload or removal
 sent by another site's page (403: a browser's `Origin` that is not this
 server). The server never answers with a traceback.
+
+Other sites cannot reach it through a visitor's browser: every route
+answers 403 to a `Host` header that does not name the address the server
+listens on (a DNS-rebound name would otherwise pass the `Origin` check,
+which compares with `Host`); answers carry `X-Content-Type-Options:
+nosniff` and a Content-Security-Policy that allows nothing from elsewhere.
+Models come from the models folder only, unless the server's owner allows
+any path (`any_model_path`).
 """
 
+import ipaddress
 import os
 import urllib.parse
 
@@ -35,9 +44,52 @@ WEB_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 FORM_OVERHEAD_BYTES = 1 << 16
 """Room for the multipart form around the file, on top of the upload limit."""
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Names of this machine a browser on it may use when the server listens on loopback."""
 
-def create_app(jobs: JobQueue, models_dir: str, default_model: str,
-               max_upload_bytes: int) -> Flask:
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": ("default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+}
+"""On every answer: the page's files are what they say, and it loads nothing from elsewhere."""
+
+
+def host_allowed(host: str, listen_address: str) -> bool:
+    """Whether a request's `Host` header names the address the server listens on.
+
+    On a loopback address, the loopback names too; on every address
+    (0.0.0.0, ::), any IP address and the loopback names. A name that DNS
+    points here (rebinding) is never among them.
+
+    Args:
+        host: the header, with or without a port ("[::1]:8000").
+        listen_address: the address given to the server.
+    """
+    name = (urllib.parse.urlsplit("//" + host).hostname or "").rstrip(".")
+    listen = listen_address.strip("[]").lower()
+    if name == listen:
+        return True
+    every_address = listen in ("0.0.0.0", "::")
+    if name in LOOPBACK_NAMES and (every_address or _is_loopback(listen)):
+        return True
+    return every_address and _is_ip_address(name)
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(name: str) -> bool:
+    return name == "localhost" or (_is_ip_address(name) and ipaddress.ip_address(name).is_loopback)
+
+
+def create_app(jobs: JobQueue, models_dir: str, default_model: str, max_upload_bytes: int,
+               listen_address: str = "127.0.0.1", any_model_path: bool = False) -> Flask:
     """The Flask application of the page.
 
     Args:
@@ -45,6 +97,9 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
         models_dir: the folder whose export folders the model selector lists.
         default_model: the model selected at first.
         max_upload_bytes: the largest file accepted; larger ones get a 413.
+        listen_address: the address the server listens on: requests whose
+            `Host` names another get a 403 (`host_allowed`).
+        any_model_path: accept model paths outside `models_dir`.
 
     Returns:
         The application: serve it with any WSGI server (`python -m
@@ -55,8 +110,10 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
     app = Flask(__name__, static_folder=WEB_FOLDER, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes + FORM_OVERHEAD_BYTES
     limit_text = f"{max_upload_bytes / 2 ** 20:g} MB"
+    _add_address_guard(app, listen_address)
     _add_same_site_guard(app)
-    _add_routes(app, jobs, models_dir, default_model, max_upload_bytes, limit_text)
+    _add_routes(app, jobs, models_dir, default_model, max_upload_bytes, limit_text,
+                models_from=None if any_model_path else models_dir)
     _add_error_handlers(app, limit_text)
     return app
 
@@ -64,6 +121,21 @@ def create_app(jobs: JobQueue, models_dir: str, default_model: str,
 def _refuse(message: str, status: int):
     """The JSON refusal of every error: {"error": one line}, with its status."""
     return jsonify(error=message), status
+
+
+def _add_address_guard(app: Flask, listen_address: str) -> None:
+    """A 403 on every route for a `Host` that is not this server's; the security headers."""
+    @app.before_request
+    def this_address_only():
+        if not host_allowed(request.host, listen_address):
+            return _refuse("refused: this server answers only to the address it listens on",
+                           403)
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
 
 def _add_same_site_guard(app: Flask) -> None:
@@ -83,7 +155,8 @@ def _add_same_site_guard(app: Flask) -> None:
 
 
 def _add_routes(app: Flask, jobs: JobQueue, models_dir: str, default_model: str,
-                max_upload_bytes: int, limit_text: str) -> None:
+                max_upload_bytes: int, limit_text: str, models_from) -> None:
+    """The page's routes; `models_from`: the only folder of models (None: anywhere)."""
     @app.get("/")
     def page():
         return app.send_static_file("index.html")
@@ -100,7 +173,7 @@ def _add_routes(app: Flask, jobs: JobQueue, models_dir: str, default_model: str,
         if upload is None:
             return _refuse("no file in the upload (form field \"file\")", 400)
         try:
-            model_path = check_model_path(request.form.get("model", ""))
+            model_path = check_model_path(request.form.get("model", ""), models_from)
         except ModelFileError as error:
             return _refuse(str(error), 400)
 
