@@ -67,7 +67,8 @@ def default_model(folder: str) -> str:
 def run_separate(song: str, model: str, out: str, precision: str) -> dict:
     """One `separate.py` process: wall seconds, its stage split and its peak RSS in MB."""
     command = [sys.executable, os.path.join(REPOSITORY, "separate.py"), song, "-o", out,
-               "--model", model, "--precision", precision, "--timings"]
+               "--model", model, "--precision", precision, "--timings",
+               "--overwrite"]  # each repeat replaces the last one's files
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
